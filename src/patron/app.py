@@ -1,0 +1,67 @@
+"""The HTTP application: API routes, problem+json errors, health and Prometheus metrics."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST, Histogram, generate_latest
+from sqlalchemy import Engine, text
+
+from patron import __version__, errors
+from patron.customers.endpoints import router as customers_router
+from patron.db import default_engine, session_factory
+from patron.ingest.endpoints import router as webhooks_router
+from patron.orders.endpoints import router as orders_router
+
+LATENCY = Histogram(
+    "patron_http_request_duration_seconds", "HTTP request latency", ["method", "route", "status"]
+)
+
+DESCRIPTION = """
+Patron receives a store's customers, products, orders and refunds and runs its loyalty
+programme on them.
+
+Authenticate with `Authorization: Bearer <API key>` (create one with
+`patron keys create`). Scopes: `admin`, `ingest`, `read`; member endpoints take a signed
+member token. Errors are RFC 9457 `application/problem+json`.
+"""
+
+
+def create_app(engine: Engine | None = None) -> FastAPI:
+    app = FastAPI(title="Patron", version=__version__, description=DESCRIPTION)
+    app.state.engine = engine or default_engine()
+    app.state.sessionmaker = session_factory(app.state.engine)
+    errors.install(app)
+
+    @app.middleware("http")
+    async def _measure(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        start = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        path = getattr(route, "path", "unmatched")
+        LATENCY.labels(request.method, path, str(response.status_code)).observe(
+            time.perf_counter() - start
+        )
+        return response
+
+    @app.get("/healthz", tags=["ops"])
+    def healthz() -> dict[str, str]:
+        """Liveness and database reachability."""
+        with app.state.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        return {"status": "ok", "version": __version__}
+
+    @app.get("/metrics", tags=["ops"], response_class=PlainTextResponse)
+    def metrics() -> Response:
+        """Prometheus metrics."""
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    app.include_router(customers_router)
+    app.include_router(orders_router)
+    app.include_router(webhooks_router)
+    return app

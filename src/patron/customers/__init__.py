@@ -1,0 +1,1 @@
+"""Customer profiles, consent and the touchpoint log."""

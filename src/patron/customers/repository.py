@@ -1,0 +1,98 @@
+"""Every customer query. All of them take the store id: tenancy lives here."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from patron.customers.models import Consent, Customer, Touchpoint
+from patron.kit.repository import chunks, insert_ignoring_conflicts, table_of, update_by_id
+
+
+def get_by_external_id(session: Session, store_id: int, external_id: str) -> Customer | None:
+    return session.scalars(
+        select(Customer).where(Customer.store_id == store_id, Customer.external_id == external_id)
+    ).first()
+
+
+def get(session: Session, store_id: int, customer_id: int) -> Customer | None:
+    return session.scalars(
+        select(Customer).where(Customer.store_id == store_id, Customer.id == customer_id)
+    ).first()
+
+
+def list_page(
+    session: Session, store_id: int, limit: int, after: int | None, email: str | None = None
+) -> Sequence[Customer]:
+    query = select(Customer).where(Customer.store_id == store_id)
+    if after is not None:
+        query = query.where(Customer.id > after)
+    if email:
+        query = query.where(Customer.email == email.lower())
+    return session.scalars(query.order_by(Customer.id).limit(limit)).all()
+
+
+def states_by_external_id(
+    session: Session, store_id: int, external_ids: Sequence[str]
+) -> dict[str, tuple[int, str | None]]:
+    """external id -> (id, payload hash) for those that exist."""
+    found: dict[str, tuple[int, str | None]] = {}
+    for chunk in chunks(external_ids):
+        rows = session.execute(
+            select(Customer.external_id, Customer.id, Customer.payload_hash).where(
+                Customer.store_id == store_id, Customer.external_id.in_(chunk)
+            )
+        )
+        for ext, cid, digest in rows:
+            found[ext] = (cid, digest)
+    return found
+
+
+def insert_new(session: Session, rows: list[dict[str, Any]]) -> dict[str, int]:
+    """Insert customers, skipping external ids another writer inserted first."""
+    if not rows:
+        return {}
+    stmt = insert_ignoring_conflicts(session, table_of(Customer), "store_id", "external_id")
+    created: dict[str, int] = {}
+    for chunk in chunks(rows, 500):
+        result = session.execute(stmt.returning(Customer.external_id, Customer.id), list(chunk))
+        created.update({ext: cid for ext, cid in result})
+    return created
+
+
+def update_profiles(session: Session, rows: list[dict[str, Any]]) -> None:
+    update_by_id(session, table_of(Customer), rows)
+
+
+def consents_of(session: Session, customer_ids: Sequence[int]) -> dict[tuple[int, str], Consent]:
+    found: dict[tuple[int, str], Consent] = {}
+    for chunk in chunks(customer_ids):
+        for consent in session.scalars(select(Consent).where(Consent.customer_id.in_(chunk))):
+            found[(consent.customer_id, consent.channel.value)] = consent
+    return found
+
+
+def add_all(session: Session, objects: Sequence[object]) -> None:
+    session.add_all(objects)
+
+
+def insert_touchpoints(session: Session, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        session.execute(table_of(Touchpoint).insert(), rows)
+
+
+def touchpoints_of(
+    session: Session, store_id: int, customer_id: int, limit: int, before: datetime | None = None
+) -> Sequence[Touchpoint]:
+    query = select(Touchpoint).where(
+        Touchpoint.store_id == store_id, Touchpoint.customer_id == customer_id
+    )
+    if before is not None:
+        query = query.where(Touchpoint.occurred_at < before)
+    return session.scalars(
+        query.order_by(Touchpoint.occurred_at.desc(), Touchpoint.id.desc()).limit(limit)
+    ).all()

@@ -1,0 +1,1 @@
+"""Getting store data in: REST upserts and bulk, file imports, platform webhooks."""

@@ -1,0 +1,28 @@
+"""Time: every stored instant is aware UTC; calendar notions use the store's zone."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def as_utc(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        raise ValueError("timestamp must include a time zone offset")
+    return value.astimezone(UTC)
+
+
+def zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"unknown time zone: {name!r}") from exc
+
+
+def local_date(value: datetime, tz: str) -> date:
+    """The calendar day of an instant in the store's time zone."""
+    return as_utc(value).astimezone(zone(tz)).date()

@@ -1,0 +1,1 @@
+"""Products, orders with lines and their lifecycle, and refunds."""

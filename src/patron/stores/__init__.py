@@ -1,0 +1,1 @@
+"""Stores (tenants) and their API keys."""
