@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from patron.customers.models import Consent, Customer, Touchpoint
-from patron.kit.repository import chunks, insert_ignoring_conflicts, table_of, update_by_id
+from patron.kit.repository import chunks, insert_rows, table_of, update_by_id
 
 
 def get_by_external_id(session: Session, store_id: int, external_id: str) -> Customer | None:
@@ -56,12 +56,16 @@ def insert_new(session: Session, rows: list[dict[str, Any]]) -> dict[str, int]:
     """Insert customers, skipping external ids another writer inserted first."""
     if not rows:
         return {}
-    stmt = insert_ignoring_conflicts(session, table_of(Customer), "store_id", "external_id")
-    created: dict[str, int] = {}
-    for chunk in chunks(rows, 500):
-        result = session.execute(stmt.returning(Customer.external_id, Customer.id), list(chunk))
-        created.update({ext: cid for ext, cid in result})
-    return created
+    # Key order: concurrent writers lock rows in the same order and cannot deadlock.
+    rows = sorted(rows, key=lambda row: row["external_id"])
+    found = insert_rows(
+        session,
+        table_of(Customer),
+        rows,
+        conflict=("store_id", "external_id"),
+        returning=("external_id", "id"),
+    )
+    return {ext: cid for ext, cid in found}
 
 
 def update_profiles(session: Session, rows: list[dict[str, Any]]) -> None:
@@ -81,8 +85,7 @@ def add_all(session: Session, objects: Sequence[object]) -> None:
 
 
 def insert_touchpoints(session: Session, rows: list[dict[str, Any]]) -> None:
-    if rows:
-        session.execute(table_of(Touchpoint).insert(), rows)
+    insert_rows(session, table_of(Touchpoint), rows)
 
 
 def touchpoints_of(

@@ -58,12 +58,12 @@ def to_minor(amount: Decimal | str | int, currency: str) -> int:
         raise MoneyError(f"not a finite amount: {amount!r}")
     if abs(value) >= MAX_MAJOR:
         raise MoneyError(f"amount out of range: {amount!r}")
-    scaled = value.scaleb(exponent(currency))
-    if scaled != scaled.to_integral_value():
-        raise MoneyError(
-            f"{amount} has more decimal places than {currency} allows ({exponent(currency)})"
-        )
-    return int(scaled)
+    exp = _EXPONENTS.get(currency, 2) if len(currency) == 3 else exponent(currency)
+    scaled = value.scaleb(exp)
+    minor = int(scaled)
+    if minor != scaled:
+        raise MoneyError(f"{amount} has more decimal places than {currency} allows ({exp})")
+    return minor
 
 
 def from_minor(minor: int, currency: str) -> Decimal:

@@ -9,7 +9,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from patron.customers.models import Customer
-from patron.kit.repository import chunks, insert_ignoring_conflicts, table_of, update_by_id
+from patron.kit.repository import (
+    chunks,
+    insert_ignoring_conflicts,
+    insert_rows,
+    table_of,
+    update_by_id,
+)
 from patron.orders.models import Order, OrderLine, OrderStatus, Product, Refund, RefundState
 
 
@@ -42,17 +48,20 @@ def order_states(
 def insert_orders(session: Session, rows: list[dict[str, Any]]) -> dict[str, int]:
     if not rows:
         return {}
-    stmt = insert_ignoring_conflicts(session, table_of(Order), "store_id", "external_id")
-    created: dict[str, int] = {}
-    for chunk in chunks(rows, 500):
-        result = session.execute(stmt.returning(Order.external_id, Order.id), list(chunk))
-        created.update({ext: oid for ext, oid in result})
-    return created
+    # Key order: concurrent writers lock rows in the same order and cannot deadlock.
+    rows = sorted(rows, key=lambda row: row["external_id"])
+    found = insert_rows(
+        session,
+        table_of(Order),
+        rows,
+        conflict=("store_id", "external_id"),
+        returning=("external_id", "id"),
+    )
+    return {ext: oid for ext, oid in found}
 
 
 def insert_lines(session: Session, rows: list[dict[str, Any]]) -> None:
-    if rows:
-        session.execute(table_of(OrderLine).insert(), rows)
+    insert_rows(session, table_of(OrderLine), rows)
 
 
 def update_orders(session: Session, rows: list[dict[str, Any]]) -> None:

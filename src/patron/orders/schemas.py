@@ -7,7 +7,15 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    field_validator,
+    model_validator,
+)
 
 from patron.customers.schemas import CustomerIn
 from patron.kit.money import MoneyError, from_minor, to_minor
@@ -98,6 +106,7 @@ class OrderIn(BaseModel):
     cancelled_at: AwareDatetime | None = None
 
     _cur = field_validator("currency")(_currency)
+    _minor: OrderMinor | None = PrivateAttr(None)
 
     @model_validator(mode="after")
     def _consistent(self) -> OrderIn:
@@ -107,11 +116,16 @@ class OrderIn(BaseModel):
             raise ValueError("customer.external_id must equal customer_external_id")
         if not self.lines and self.total is None:
             raise ValueError("total: required when an order has no lines")
-        self.minor()  # raises on amounts the currency cannot hold
+        self._minor = self._to_minor()  # raises on amounts the currency cannot hold
         return self
 
     def minor(self) -> OrderMinor:
-        """Amounts in integer minor units, with the total checked."""
+        """Amounts in integer minor units, with the total checked (computed once)."""
+        if self._minor is None:
+            self._minor = self._to_minor()
+        return self._minor
+
+    def _to_minor(self) -> OrderMinor:
         cur = self.currency
         try:
             lines = []
