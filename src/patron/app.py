@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from fastapi import FastAPI, Request, Response
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, Histogram, generate_latest
 from sqlalchemy import Engine, text
@@ -31,7 +33,12 @@ member token. Errors are RFC 9457 `application/problem+json`.
 
 
 def create_app(engine: Engine | None = None) -> FastAPI:
-    app = FastAPI(title="Patron", version=__version__, description=DESCRIPTION)
+    app = FastAPI(
+        title="Patron",
+        version=__version__,
+        description=DESCRIPTION,
+        default_response_class=errors.SafeJSONResponse,
+    )
     app.state.engine = engine or default_engine()
     app.state.sessionmaker = session_factory(app.state.engine)
     errors.install(app)
@@ -64,4 +71,18 @@ def create_app(engine: Engine | None = None) -> FastAPI:
     app.include_router(customers_router)
     app.include_router(orders_router)
     app.include_router(webhooks_router)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = errors.document_problems(
+                get_openapi(
+                    title=app.title,
+                    version=app.version,
+                    description=app.description,
+                    routes=app.routes,
+                )
+            )
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -85,8 +86,11 @@ def _member_principal(session: Session, token: str) -> Principal:
         body, sig = token.removeprefix("pm_").split(".", 1)
         claims = json.loads(_unb64(body))
         store_id, customer_id, expires = int(claims["s"]), int(claims["c"]), int(claims["e"])
-    except (ValueError, KeyError, TypeError) as exc:
+    # OverflowError: int(1e999); RecursionError: deeply nested JSON.
+    except (ValueError, KeyError, TypeError, OverflowError, RecursionError) as exc:
         raise Unauthorized("Malformed member token.") from exc
+    if not (0 < store_id < 2**63 and 0 < customer_id < 2**63):  # beyond any BIGINT id
+        raise Unauthorized("Malformed member token.")
     store = session.get(Store, store_id)
     if store is None:
         raise Unauthorized("Invalid member token.")
@@ -102,6 +106,10 @@ def authenticate(session: Session, authorization: str | None) -> Principal:
     if not authorization or not authorization.lower().startswith("bearer "):
         raise Unauthorized("Missing bearer token: send `Authorization: Bearer <API key>`.")
     token = authorization[7:].strip()
+    # Keys and tokens are printable ASCII; anything else is refused before any use
+    # (hmac.compare_digest raises on non-ASCII str, PostgreSQL on NUL).
+    if not (token.isascii() and token.isprintable()):
+        raise Unauthorized("Malformed bearer token.")
     if token.startswith("pm_"):
         return _member_principal(session, token)
     parts = token.split("_", 2)
@@ -141,8 +149,17 @@ def get_session(request: Request) -> Iterator[Session]:
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
 
+# Declares the scheme in OpenAPI (and the docs' Authorize button); it never raises:
+# authenticate() reads and checks the header itself.
+bearer = HTTPBearer(auto_error=False, description="An API key (`pk_…`) or a member token (`pm_…`).")
+
+
 def require(scope: Scope) -> object:
-    def dependency(request: Request, session: SessionDep) -> Principal:
+    def dependency(
+        request: Request,
+        session: SessionDep,
+        _declared: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    ) -> Principal:
         principal = authenticate(session, request.headers.get("authorization"))
         if scope not in principal.scopes:
             raise Forbidden(f"This endpoint needs the `{scope.value}` scope.")

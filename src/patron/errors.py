@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import re
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger("patron")
@@ -55,8 +59,44 @@ class PayloadTooLarge(PatronError):
     status, slug, title = 413, "payload-too-large", "Payload too large"
 
 
+class FieldError(BaseModel):
+    field: str
+    message: str
+
+
+class Problem(BaseModel):
+    """An RFC 9457 problem: every error response of the API has this shape."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    instance: str
+    errors: list[FieldError] | None = None
+
+
+class SafeJSONResponse(JSONResponse):
+    """JSON that renders whatever a client sent, echoed back.
+
+    A lone surrogate (valid in JSON as ``"\\ud800"``) cannot be encoded as UTF-8; such a
+    document is sent with ASCII escapes instead of failing with a 500.
+    """
+
+    def render(self, content: Any) -> bytes:
+        try:
+            return super().render(content)
+        except UnicodeEncodeError:
+            return json.dumps(content, allow_nan=False, separators=(",", ":")).encode()
+
+
 def problem(
-    status: int, slug: str, title: str, detail: str, instance: str, **extra: Any
+    status: int,
+    slug: str,
+    title: str,
+    detail: str,
+    instance: str,
+    headers: Mapping[str, str] | None = None,
+    **extra: Any,
 ) -> JSONResponse:
     body: dict[str, Any] = {
         "type": TYPE_BASE + slug,
@@ -66,41 +106,98 @@ def problem(
         "instance": instance,
     }
     body.update({k: v for k, v in extra.items() if v is not None})
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
+    headers = dict(headers or {})
+    if status == 401:
+        headers["WWW-Authenticate"] = "Bearer"
+    return SafeJSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
 
 
 def field_path(loc: tuple[int | str, ...] | list[int | str]) -> str:
     return ".".join(str(part) for part in loc)
 
 
+# Rules that check several fields name theirs in the message: "total: does not add up".
+_NAMED = re.compile(r"^([A-Za-z_][\w.\-]*): (.+)$", re.DOTALL)
+
+
+def _named_error(loc: list[int | str], message: str) -> dict[str, Any]:
+    match = _NAMED.match(message)
+    if match:
+        loc = [*loc, *match.group(1).split(".")]
+        message = match.group(2)
+    return {"field": field_path(loc) or "body", "message": message}
+
+
 def validation_errors(raw: list[Any]) -> list[dict[str, Any]]:
-    out = []
-    for err in raw:
-        msg = str(err.get("msg", "invalid"))
-        out.append(
-            {"field": field_path(err.get("loc", ())), "message": msg.removeprefix("Value error, ")}
+    return [
+        _named_error(
+            list(err.get("loc", ())), str(err.get("msg", "invalid")).removeprefix("Value error, ")
         )
-    return out
+        for err in raw
+    ]
+
+
+_DESCRIPTIONS = {
+    401: "Missing or invalid credentials (or webhook signature)",
+    403: "The credentials lack the scope this endpoint needs",
+    404: "Not found in this store",
+    409: "Conflicts with what is already recorded",
+    422: "Invalid input; `errors` names each refused field",
+}
+
+
+def document_problems(doc: dict[str, Any]) -> dict[str, Any]:
+    """Make an OpenAPI document show the problem+json error responses the API really sends.
+
+    Every ``/v1`` operation can answer 401; one that needs a scope 403; one with input 422;
+    reads 404; writes 409. FastAPI's own ``HTTPValidationError`` shape is never sent.
+    """
+    schemas = doc.setdefault("components", {}).setdefault("schemas", {})
+    problem_schema = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+    schemas.update(problem_schema.pop("$defs", {}))
+    schemas["Problem"] = problem_schema
+    content = {PROBLEM: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    for path, operations in doc.get("paths", {}).items():
+        if not path.startswith("/v1/"):
+            continue
+        for method, op in operations.items():
+            statuses = {401}
+            if op.get("security"):
+                statuses.add(403)
+            if op.get("parameters") or op.get("requestBody"):
+                statuses.add(422)
+            if method == "get" or path.endswith("/member-token"):
+                statuses.add(404)
+            elif method in ("put", "post"):
+                statuses.add(409)
+            responses = op.setdefault("responses", {})
+            for status in sorted(statuses):
+                responses[str(status)] = {"description": _DESCRIPTIONS[status], "content": content}
+    for unused in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(unused, None)
+    return doc
 
 
 def install(app: FastAPI) -> None:
     @app.exception_handler(PatronError)
     async def _patron(request: Request, exc: PatronError) -> JSONResponse:
+        errors = exc.errors
+        if not errors and exc.status == 422:  # every 422 names the field it refuses
+            errors = [_named_error([], exc.detail)]
         return problem(
             exc.status,
             exc.slug,
             exc.title,
             exc.detail,
             request.url.path,
-            errors=exc.errors or None,
+            errors=errors or None,
             **exc.extra,
         )
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = validation_errors(list(exc.errors()))
-        first = errors[0] if errors else {"field": "", "message": "invalid"}
+        errors = validation_errors(list(exc.errors())) or [_named_error([], "invalid")]
+        first = errors[0]
         detail = f"{first['field']}: {first['message']}" if first["field"] else first["message"]
         return problem(
             422, "validation-error", "Invalid input", detail, request.url.path, errors=errors
@@ -115,7 +212,14 @@ def install(app: FastAPI) -> None:
             403: "forbidden",
         }.get(exc.status_code, "http-error")
         title = {404: "Not found", 405: "Method not allowed"}.get(exc.status_code, "HTTP error")
-        return problem(exc.status_code, slug, title, str(exc.detail), request.url.path)
+        return problem(
+            exc.status_code,
+            slug,
+            title,
+            str(exc.detail),
+            request.url.path,
+            headers=exc.headers,  # e.g. the Allow header a 405 must carry
+        )
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response
@@ -17,13 +16,14 @@ from patron.errors import Invalid, NotFound
 from patron.ingest.api import BulkIn, run_bulk, run_one
 from patron.kit.bulk import BulkResult, RecordResult
 from patron.kit.pagination import Page
+from patron.kit.text import CleanText, Instant
 
 router = APIRouter(tags=["customers"])
 Ingest = Annotated[Principal, require(Scope.ingest)]
 Read = Annotated[Principal, require(Scope.read)]
 Admin = Annotated[Principal, require(Scope.admin)]
 Member = Annotated[Principal, require(Scope.member)]
-ExtId = Annotated[str, Path(min_length=1, max_length=128)]
+ExtId = Annotated[CleanText, Path(min_length=1, max_length=128)]
 
 
 @router.put(
@@ -59,7 +59,7 @@ def list_customers(
     who: Read,
     limit: int = Query(50, ge=1, le=500),
     after: int | None = Query(None, ge=0, le=2**62),
-    email: str | None = Query(None, max_length=320),
+    email: Annotated[CleanText | None, Query(max_length=320)] = None,
 ) -> Page[CustomerOut]:
     rows = repo.list_page(session, who.store.id, limit, after, email)
     items = [CustomerOut.model_validate(c) for c in rows]
@@ -77,7 +77,7 @@ def customer_touchpoints(
     session: SessionDep,
     who: Read,
     limit: int = Query(100, ge=1, le=1000),
-    before: datetime | None = None,
+    before: Instant | None = None,
 ) -> list[TouchpointOut]:
     """The customer's events, newest first: orders, refunds, consent changes, sign-up…"""
     customer = customers.read(session, who.store, external_id)

@@ -5,11 +5,11 @@ from __future__ import annotations
 import re
 from datetime import date, datetime
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from patron.customers.models import Channel
 from patron.kit.clock import zone
-from patron.kit.text import Attributes, ExternalId, ShortText
+from patron.kit.text import Attributes, Code, ExternalId, Instant, ShortText
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _PHONE = re.compile(r"^\+?[0-9 ()\-.]{3,31}$")
@@ -21,8 +21,8 @@ class ConsentIn(BaseModel):
 
     channel: Channel
     granted: bool
-    source: ShortText = Field("api", description="Where consent was given, e.g. `checkout`.")
-    recorded_at: AwareDatetime | None = Field(None, description="Defaults to the time of receipt.")
+    source: Code = Field("api", description="Where consent was given, e.g. `checkout`.")
+    recorded_at: Instant | None = Field(None, description="Defaults to the time of receipt.")
 
 
 class CustomerIn(BaseModel):
@@ -41,7 +41,7 @@ class CustomerIn(BaseModel):
     attributes: Attributes = Field(default_factory=dict)
     flagged: bool = False
     flagged_reason: ShortText | None = None
-    created_at: AwareDatetime | None = Field(None, description="Sign-up time at the store.")
+    created_at: Instant | None = Field(None, description="Sign-up time at the store.")
     consents: list[ConsentIn] = Field(default_factory=list, max_length=8)
 
     @field_validator("email")
@@ -67,7 +67,7 @@ class CustomerIn(BaseModel):
     def _locale(cls, value: str | None) -> str | None:
         if value in (None, ""):
             return None
-        if not _LOCALE.match(value):
+        if len(value) > 16 or not _LOCALE.match(value):
             raise ValueError("not a locale tag like `zh-CN` or `en`")
         return value
 

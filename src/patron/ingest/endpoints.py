@@ -13,6 +13,8 @@ from patron.errors import Conflict, Invalid, Unauthorized, validation_errors
 from patron.ingest import shopify
 from patron.ingest.api import count
 from patron.kit.bulk import RecordResult
+from patron.kit.text import CleanText
+from patron.orders.schemas import OrderIn, RefundIn
 from patron.orders.service import orders, refunds
 from patron.stores import repository as stores_repo
 
@@ -29,7 +31,7 @@ class WebhookResult(BaseModel):
 async def shopify_webhook(
     request: Request,
     session: SessionDep,
-    store_slug: Annotated[str, Path(max_length=64)],
+    store_slug: Annotated[CleanText, Path(max_length=64)],
     x_shopify_topic: Annotated[str | None, Header()] = None,
     x_shopify_hmac_sha256: Annotated[str | None, Header()] = None,
 ) -> WebhookResult:
@@ -45,27 +47,42 @@ async def shopify_webhook(
         raise Unauthorized("Missing or invalid X-Shopify-Hmac-Sha256 signature.")
     topic = (x_shopify_topic or "").strip()
     if topic not in shopify.ORDER_TOPICS | shopify.REFUND_TOPICS:
-        raise Invalid(f"X-Shopify-Topic: unsupported topic {topic!r}")
+        raise Invalid(
+            f"X-Shopify-Topic: unsupported topic {topic!r}",
+            errors=[{"field": "X-Shopify-Topic", "message": "unsupported topic"}],
+        )
+    # Only reading the body is guarded: an error in applying it is ours (500), not theirs.
+    record: OrderIn | RefundIn | None
     try:
         payload = json.loads(body)
         if not isinstance(payload, dict):
-            raise ValueError("payload must be a JSON object")
+            raise shopify.PayloadError("body", "expected a JSON object")
         if topic in shopify.ORDER_TOPICS:
             record = shopify.order_from_shopify(topic, payload)
-            result: RecordResult = orders.upsert_many(session, store, [record], stale_ok=True)[0]
         else:
-            refund = shopify.refund_from_shopify(payload)
-            if refund is None:
-                return WebhookResult(topic=topic, status="ignored")
-            result = refunds.upsert_many(session, store, [refund])[0]
+            record = shopify.refund_from_shopify(payload)
     except ValidationError as exc:
         errors = validation_errors(list(exc.errors()))
         raise Invalid(
             f"{topic} payload: " + "; ".join(f"{e['field']}: {e['message']}" for e in errors),
             errors=errors,
         ) from exc
-    except (ValueError, TypeError, ArithmeticError) as exc:
-        raise Invalid(f"{topic} payload: {exc}") from exc
+    except shopify.PayloadError as exc:
+        raise Invalid(
+            f"{topic} payload: {exc}", errors=[{"field": exc.field, "message": exc.message}]
+        ) from exc
+    # ValueError: not JSON or not UTF-8; RecursionError: nested too deeply to parse.
+    except (ValueError, RecursionError) as exc:
+        raise Invalid(
+            f"{topic} payload: not a JSON object",
+            errors=[{"field": "body", "message": "expected a JSON object"}],
+        ) from exc
+    if record is None:
+        return WebhookResult(topic=topic, status="ignored")
+    if isinstance(record, OrderIn):
+        result: RecordResult = orders.upsert_many(session, store, [record], stale_ok=True)[0]
+    else:
+        result = refunds.upsert_many(session, store, [record])[0]
     count("webhook", [result])
     if result.status == "error":
         error = Invalid if result.code == "invalid" else Conflict

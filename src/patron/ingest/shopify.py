@@ -24,8 +24,9 @@ REFUND_TOPICS = frozenset({"refunds/create"})
 def signature_valid(secret: str, body: bytes, header: str | None) -> bool:
     if not header:
         return False
-    digest = base64.b64encode(hmac.new(secret.encode(), body, hashlib.sha256).digest()).decode()
-    return hmac.compare_digest(digest, header.strip())
+    digest = base64.b64encode(hmac.new(secret.encode(), body, hashlib.sha256).digest())
+    # As bytes: compare_digest raises on str with non-ASCII characters.
+    return hmac.compare_digest(digest, header.strip().encode("utf-8", "replace"))
 
 
 def sign(secret: str, body: bytes) -> str:
@@ -33,15 +34,76 @@ def sign(secret: str, body: bytes) -> str:
     return base64.b64encode(hmac.new(secret.encode(), body, hashlib.sha256).digest()).decode()
 
 
-def _dec(value: Any) -> Decimal:
-    return Decimal(str(value)) if value not in (None, "") else Decimal(0)
+class PayloadError(ValueError):
+    """A body that is not shaped like Shopify's: the caller's error (422), never a 500."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+def _obj(value: Any, field: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise PayloadError(field, "expected an object")
+    return value
+
+
+def _objs(value: Any, field: str) -> list[dict[str, Any]]:
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+        raise PayloadError(field, "expected a list of objects")
+    return value
+
+
+def _id(value: Any, field: str) -> str:
+    if isinstance(value, bool) or not isinstance(value, int | str) or value == "":
+        raise PayloadError(field, "expected an id")
+    return str(value)
+
+
+def _text(value: Any, field: str, limit: int) -> str | None:
+    """A label Shopify may send longer than Patron keeps: cut, never refused."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise PayloadError(field, "expected a string")
+    return str(value)[:limit]
+
+
+def _dec(value: Any, field: str) -> Decimal:
+    if value is None or value == "":
+        return Decimal(0)
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise PayloadError(field, "expected a decimal amount")
+    try:
+        amount = Decimal(str(value))
+    except ArithmeticError as exc:
+        raise PayloadError(field, "expected a decimal amount") from exc
+    if not amount.is_finite():
+        raise PayloadError(field, "expected a finite amount")
+    return amount
+
+
+def _quantity(value: Any, field: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise PayloadError(field, "expected a whole number")
+    return value
 
 
 def _shipping(order: dict[str, Any]) -> Decimal:
-    shop_money = (order.get("total_shipping_price_set") or {}).get("shop_money") or {}
+    price_set = _obj(order.get("total_shipping_price_set"), "total_shipping_price_set")
+    shop_money = _obj(price_set.get("shop_money"), "total_shipping_price_set.shop_money")
     if shop_money.get("amount") is not None:
-        return _dec(shop_money["amount"])
-    return sum((_dec(s.get("price")) for s in order.get("shipping_lines") or []), Decimal(0))
+        return _dec(shop_money["amount"], "total_shipping_price_set.shop_money.amount")
+    lines = _objs(order.get("shipping_lines"), "shipping_lines")
+    return sum(
+        (_dec(s.get("price"), f"shipping_lines.{n}.price") for n, s in enumerate(lines)),
+        Decimal(0),
+    )
 
 
 def _status(topic: str, order: dict[str, Any]) -> str:
@@ -58,33 +120,38 @@ def _status(topic: str, order: dict[str, Any]) -> str:
 
 
 def order_from_shopify(topic: str, order: dict[str, Any]) -> OrderIn:
-    customer = order.get("customer") or {}
+    """Raises PayloadError for a body not shaped like an order, ValidationError for bad values."""
+    order_id = _id(order.get("id"), "id")
+    customer = _obj(order.get("customer"), "customer")
     email = order.get("email") or customer.get("email")
     if customer.get("id") is not None:
-        customer_id = str(customer["id"])
+        customer_id = _id(customer["id"], "customer.id")
     else:  # a guest checkout: one profile per guest email, else per order
-        customer_id = f"guest:{email or order.get('id')}"
-    lines = [
-        {
-            "external_id": str(item["id"]) if item.get("id") is not None else None,
-            "sku": item.get("sku") or None,
-            "name": item.get("title") or item.get("name"),
-            "quantity": item.get("quantity"),
-            "unit_price": item.get("price"),
-            "discount": item.get("total_discount") or "0",
-        }
-        for item in order.get("line_items") or []
-    ]
+        customer_id = f"guest:{str(email).strip().lower() if email else order_id}"
+    lines: list[dict[str, Any]] = []
+    gross = Decimal(0)
+    for n, item in enumerate(_objs(order.get("line_items"), "line_items")):
+        at = f"line_items.{n}"
+        quantity = _quantity(item.get("quantity"), f"{at}.quantity")
+        price = _dec(item.get("price"), f"{at}.price")
+        discount = _dec(item.get("total_discount"), f"{at}.total_discount")
+        gross += price * quantity - discount
+        lines.append(
+            {
+                "external_id": None if item.get("id") is None else _id(item["id"], f"{at}.id"),
+                "sku": item.get("sku") or None,
+                "name": item.get("title") or item.get("name"),
+                "quantity": quantity,
+                "unit_price": price,
+                "discount": discount,
+            }
+        )
     taxes_included = bool(order.get("taxes_included"))
-    tax = Decimal(0) if taxes_included else _dec(order.get("total_tax"))
+    tax = Decimal(0) if taxes_included else _dec(order.get("total_tax"), "total_tax")
     shipping = _shipping(order)
-    gross = sum(
-        (_dec(x["unit_price"]) * int(x["quantity"] or 0) - _dec(x["discount"]) for x in lines),
-        Decimal(0),
-    )
-    total = _dec(order.get("total_price"))
+    total = _dec(order.get("total_price"), "total_price")
     status = _status(topic, order)
-    codes = order.get("discount_codes") or []
+    codes = _objs(order.get("discount_codes"), "discount_codes")
     profile = {
         "external_id": customer_id,
         "email": email or None,
@@ -96,13 +163,16 @@ def order_from_shopify(topic: str, order: dict[str, Any]) -> OrderIn:
         profile["created_at"] = customer["created_at"]
     return OrderIn.model_validate(
         {
-            "external_id": str(order.get("id")),
+            "external_id": order_id,
             "customer_external_id": customer_id,
             "customer": profile,
             "status": status,
-            "channel": order.get("source_name") or None,
+            # Shopify allows longer source names and codes than Patron stores.
+            "channel": _text(order.get("source_name"), "source_name", 32),
             "currency": order.get("currency") or "",
-            "discount_code": codes[0].get("code") if codes else None,
+            "discount_code": _text(codes[0].get("code"), "discount_codes.0.code", 64)
+            if codes
+            else None,
             "lines": lines,
             "discount_total": max(gross + shipping + tax - total, Decimal(0)) if lines else "0",
             "shipping_total": shipping,
@@ -119,25 +189,32 @@ def order_from_shopify(topic: str, order: dict[str, Any]) -> OrderIn:
 
 def refund_from_shopify(refund: dict[str, Any]) -> RefundIn | None:
     """None for a refund that returns neither money nor items (e.g. a restock note)."""
+    transactions = _objs(refund.get("transactions"), "transactions")
     amount = sum(
         (
-            _dec(t.get("amount"))
-            for t in refund.get("transactions") or []
+            _dec(t.get("amount"), f"transactions.{n}.amount")
+            for n, t in enumerate(transactions)
             if t.get("kind") == "refund" and t.get("status", "success") == "success"
         ),
         Decimal(0),
     )
+    items = _objs(refund.get("refund_line_items"), "refund_line_items")
     lines = [
-        {"line_external_id": str(item.get("line_item_id")), "quantity": item.get("quantity")}
-        for item in refund.get("refund_line_items") or []
+        {
+            "line_external_id": _id(
+                item.get("line_item_id"), f"refund_line_items.{n}.line_item_id"
+            ),
+            "quantity": item.get("quantity"),
+        }
+        for n, item in enumerate(items)
         if item.get("quantity")
     ]
     if amount == 0 and not lines:
         return None
     return RefundIn.model_validate(
         {
-            "external_id": str(refund.get("id")),
-            "order_external_id": str(refund.get("order_id")),
+            "external_id": _id(refund.get("id"), "id"),
+            "order_external_id": _id(refund.get("order_id"), "order_id"),
             "refunded_at": refund.get("processed_at") or refund.get("created_at"),
             "amount": amount if amount > 0 else None,
             "lines": lines,

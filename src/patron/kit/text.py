@@ -1,14 +1,16 @@
-"""Validated string types shared by every API schema.
+"""Validated input types shared by every API schema: strings, JSON documents, instants.
 
 PostgreSQL refuses NUL characters and lone surrogates cannot be encoded: both are
-rejected here with a clear 422 instead of surfacing as a database error.
+rejected here with a clear 422 instead of surfacing as a database error. So are
+timestamps that overflow when stored as UTC (e.g. ``0001-01-01T00:00:00+05:00``).
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, StringConstraints
+from pydantic import AfterValidator, AwareDatetime, StringConstraints
 
 
 def _clean(value: str) -> str:
@@ -18,6 +20,15 @@ def _clean(value: str) -> str:
         value.encode("utf-8")
     except UnicodeEncodeError as exc:
         raise ValueError("must be valid Unicode (no lone surrogates)") from exc
+    return value
+
+
+def _storable(value: datetime) -> datetime:
+    # Kept as sent (payload hashes of stored records depend on it); only checked.
+    try:
+        value.astimezone(UTC)
+    except OverflowError as exc:
+        raise ValueError("out of range once converted to UTC") from exc
     return value
 
 
@@ -53,5 +64,18 @@ ExternalId = Annotated[
 ShortText = Annotated[
     str, StringConstraints(strip_whitespace=True, max_length=255), AfterValidator(_clean)
 ]
+# Narrower texts, as wide as the columns they are stored in.
+Label = Annotated[  # 32: a sales channel
+    str, StringConstraints(strip_whitespace=True, max_length=32), AfterValidator(_clean)
+]
+Code = Annotated[  # 64: a discount code, a consent source
+    str, StringConstraints(strip_whitespace=True, max_length=64), AfterValidator(_clean)
+]
+Category = Annotated[  # 128: a product category
+    str, StringConstraints(strip_whitespace=True, max_length=128), AfterValidator(_clean)
+]
 LongText = Annotated[str, StringConstraints(max_length=10_000), AfterValidator(_clean)]
 Attributes = Annotated[dict[str, Any], AfterValidator(_check_attributes)]
+Instant = Annotated[AwareDatetime, AfterValidator(_storable)]
+# For path and query parameters: `Annotated[CleanText, Path(max_length=128)]`.
+CleanText = Annotated[str, AfterValidator(_clean)]

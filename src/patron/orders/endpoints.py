@@ -13,6 +13,7 @@ from patron.ingest.api import BulkIn, run_bulk, run_one
 from patron.kit.bulk import BulkResult, RecordResult
 from patron.kit.money import from_minor
 from patron.kit.pagination import Page
+from patron.kit.text import CleanText
 from patron.orders import repository as repo
 from patron.orders.schemas import OrderIn, OrderOut, ProductIn, ProductOut, RefundIn, RefundOut
 from patron.orders.service import orders, products, refunds
@@ -21,7 +22,7 @@ router = APIRouter()
 Ingest = Annotated[Principal, require(Scope.ingest)]
 Read = Annotated[Principal, require(Scope.read)]
 Member = Annotated[Principal, require(Scope.member)]
-ExtId = Annotated[str, Path(min_length=1, max_length=128)]
+ExtId = Annotated[CleanText, Path(min_length=1, max_length=128)]
 Atomic = Annotated[bool, Query(description="All or nothing: any bad record writes nothing.")]
 Limit = Annotated[int, Query(ge=1, le=500)]
 After = Annotated[int | None, Query(ge=0, le=2**62)]
@@ -97,7 +98,7 @@ def list_orders(
     who: Read,
     limit: Limit = 50,
     after: After = None,
-    customer: Annotated[str | None, Query(max_length=128)] = None,
+    customer: Annotated[CleanText | None, Query(max_length=128)] = None,
 ) -> Page[OrderOut]:
     customer_id = None
     if customer is not None:

@@ -8,7 +8,6 @@ from decimal import Decimal
 from typing import Annotated
 
 from pydantic import (
-    AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
@@ -18,8 +17,8 @@ from pydantic import (
 )
 
 from patron.customers.schemas import CustomerIn
-from patron.kit.money import MoneyError, from_minor, to_minor
-from patron.kit.text import ExternalId, ShortText
+from patron.kit.money import MAX_MAJOR, MoneyError, exponent, from_minor, to_minor
+from patron.kit.text import Category, Code, ExternalId, Instant, Label, ShortText
 from patron.orders.models import OrderStatus
 
 Amount = Annotated[Decimal, Field(ge=0, allow_inf_nan=False, max_digits=20)]
@@ -38,7 +37,7 @@ class ProductIn(BaseModel):
 
     sku: ExternalId
     name: ShortText
-    category: ShortText | None = None
+    category: Category | None = None
     price: Amount
     currency: str = Field(min_length=3, max_length=3)
 
@@ -70,7 +69,7 @@ class LineIn(BaseModel):
     external_id: ExternalId | None = Field(None, description="The platform's line id.")
     sku: ExternalId | None = None
     name: ShortText | None = None
-    category: ShortText | None = None
+    category: Category | None = None
     quantity: int = Field(ge=1, le=1_000_000)
     unit_price: Amount
     discount: Amount = Decimal(0)
@@ -87,9 +86,9 @@ class OrderIn(BaseModel):
         None, description="Optional profile, upserted with the order (as platforms send it)."
     )
     status: OrderStatus = OrderStatus.placed
-    channel: ShortText | None = Field(None, examples=["web", "app", "wechat", "store"])
+    channel: Label | None = Field(None, examples=["web", "app", "wechat", "store"])
     currency: str = Field(min_length=3, max_length=3)
-    discount_code: ShortText | None = None
+    discount_code: Code | None = None
     lines: list[LineIn] = Field(default_factory=list, max_length=500)
     discount_total: Amount = Field(Decimal(0), description="Order-level discount.")
     shipping_total: Amount = Decimal(0)
@@ -99,11 +98,11 @@ class OrderIn(BaseModel):
         description="Checked against lines − discount + shipping + tax when lines are "
         "given; required when there are no lines.",
     )
-    placed_at: AwareDatetime
-    paid_at: AwareDatetime | None = None
-    fulfilled_at: AwareDatetime | None = None
-    delivered_at: AwareDatetime | None = None
-    cancelled_at: AwareDatetime | None = None
+    placed_at: Instant
+    paid_at: Instant | None = None
+    fulfilled_at: Instant | None = None
+    delivered_at: Instant | None = None
+    cancelled_at: Instant | None = None
 
     _cur = field_validator("currency")(_currency)
     _minor: OrderMinor | None = PrivateAttr(None)
@@ -133,6 +132,8 @@ class OrderIn(BaseModel):
                 unit = to_minor(line.unit_price, cur)
                 disc = to_minor(line.discount, cur)
                 gross = unit * line.quantity
+                if gross >= MAX_MAJOR.scaleb(exponent(cur)):  # sums must fit a BIGINT too
+                    raise ValueError(f"lines.{n}: quantity × unit_price out of range")
                 if disc > gross:
                     raise ValueError(f"lines.{n}.discount: larger than the line amount")
                 lines.append((unit, disc, gross - disc))
@@ -234,7 +235,7 @@ class RefundIn(BaseModel):
 
     external_id: ExternalId
     order_external_id: ExternalId
-    refunded_at: AwareDatetime
+    refunded_at: Instant
     amount: Amount | None = Field(
         None, description="Refunded money. Defaults to the value of the refunded lines."
     )
