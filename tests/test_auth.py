@@ -360,3 +360,15 @@ def test_webhook_without_signature_is_401_even_with_an_api_key(
         headers={**admin, "X-Shopify-Topic": "orders/create"},
     )
     assert_401(res)
+
+
+def test_key_use_is_recorded(engine: Engine, store: Store, client: TestClient) -> None:
+    headers = key_headers(engine, store, Scope.read)
+    prefix = headers["Authorization"].split("_")[1]
+    with unit_of_work(engine) as session:
+        key = session.scalars(select(ApiKey).where(ApiKey.prefix == prefix)).one()
+        assert key.last_used_at is None
+    assert client.get("/v1/customers", headers=headers).status_code == 200
+    with unit_of_work(engine) as session:
+        key = session.scalars(select(ApiKey).where(ApiKey.prefix == prefix)).one()
+        assert key.last_used_at is not None

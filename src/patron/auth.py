@@ -16,6 +16,7 @@ import secrets
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -24,6 +25,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from patron.errors import Forbidden, Unauthorized
+from patron.kit.clock import utcnow
 from patron.stores.models import ApiKey, Store
 
 
@@ -125,6 +127,10 @@ def authenticate(session: Session, authorization: str | None) -> Principal:
     store = session.get(Store, key.store_id)
     if store is None:  # pragma: no cover - FK cascade makes this impossible
         raise Unauthorized("Invalid API key.")
+    now = utcnow()
+    # Usage is recorded at most hourly: enough to find unused keys, no write per request.
+    if key.last_used_at is None or now - key.last_used_at > timedelta(hours=1):
+        key.last_used_at = now
     scopes: set[Scope] = set()
     for name in key.scopes.split():
         scopes |= IMPLIES[Scope(name)]

@@ -12,7 +12,9 @@ from patron import __version__
 from patron.auth import Scope
 from patron.config import get_settings
 from patron.db import default_engine, unit_of_work
+from patron.demo.cli import demo_command, generate_command
 from patron.errors import PatronError
+from patron.ingest.cli import import_app
 from patron.stores.service import stores
 
 app = typer.Typer(
@@ -26,6 +28,7 @@ keys_app = typer.Typer(help="API keys of a store.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(stores_app, name="stores")
 app.add_typer(keys_app, name="keys")
+app.add_typer(import_app, name="import")
 console = Console()
 err = Console(stderr=True)
 
@@ -109,13 +112,14 @@ def keys_list(store: StoreOpt) -> None:
     """List a store's keys (prefixes only)."""
     try:
         with unit_of_work() as session:
-            table = Table("prefix", "name", "scopes", "created", "revoked")
+            table = Table("prefix", "name", "scopes", "created", "last used", "revoked")
             for k in stores.keys(session, stores.get(session, store)):
                 table.add_row(
                     k.prefix,
                     k.name,
                     k.scopes,
                     f"{k.created_at:%Y-%m-%d %H:%M}",
+                    f"{k.last_used_at:%Y-%m-%d %H:%M}" if k.last_used_at else "never",
                     f"{k.revoked_at:%Y-%m-%d %H:%M}" if k.revoked_at else "",
                 )
             console.print(table)
@@ -134,6 +138,10 @@ def keys_revoke(
         console.print(f"revoked {prefix}")
     except PatronError as exc:
         raise fail(exc.detail) from exc
+
+
+app.command("generate")(generate_command)
+app.command("demo")(demo_command)
 
 
 @app.command()

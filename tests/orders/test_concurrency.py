@@ -16,9 +16,13 @@ from patron.stores.models import Store
 
 
 def _body(ext: str, customer: str = "C-1") -> dict[str, Any]:
-    return {"external_id": ext, "customer_external_id": customer, "currency": "CNY",
-            "placed_at": "2026-03-01T08:00:00Z",
-            "lines": [{"sku": "S1", "quantity": 1, "unit_price": "10.00"}]}
+    return {
+        "external_id": ext,
+        "customer_external_id": customer,
+        "currency": "CNY",
+        "placed_at": "2026-03-01T08:00:00Z",
+        "lines": [{"sku": "S1", "quantity": 1, "unit_price": "10.00"}],
+    }
 
 
 def _run_concurrently(n: int, work: Any) -> list[Any]:
@@ -54,10 +58,21 @@ def test_same_batch_delivered_concurrently_is_applied_once(engine: Engine, store
     created = sum(r.status == "created" for batch in outcomes for r in batch)
     assert created == 40
     with unit_of_work(engine) as session:
-        assert session.scalar(select(func.count()).select_from(Order)
-                              .where(Order.store_id == store.id)) == 40
-        assert session.scalar(select(func.count()).select_from(OrderLine).join(Order)
-                              .where(Order.store_id == store.id)) == 40
+        assert (
+            session.scalar(
+                select(func.count()).select_from(Order).where(Order.store_id == store.id)
+            )
+            == 40
+        )
+        assert (
+            session.scalar(
+                select(func.count())
+                .select_from(OrderLine)
+                .join(Order)
+                .where(Order.store_id == store.id)
+            )
+            == 40
+        )
 
 
 def test_concurrent_refunds_never_exceed_the_order(engine: Engine, store: Store) -> None:
@@ -65,9 +80,14 @@ def test_concurrent_refunds_never_exceed_the_order(engine: Engine, store: Store)
         orders.upsert_many(session, session.merge(store), [OrderIn.model_validate(_body("O-R"))])
 
     def refund(i: int) -> list[RecordResult]:
-        body = RefundIn.model_validate({"external_id": f"R-{i}", "order_external_id": "O-R",
-                                        "refunded_at": "2026-03-02T00:00:00Z",
-                                        "amount": "3.00"})
+        body = RefundIn.model_validate(
+            {
+                "external_id": f"R-{i}",
+                "order_external_id": "O-R",
+                "refunded_at": "2026-03-02T00:00:00Z",
+                "amount": "3.00",
+            }
+        )
         with unit_of_work(engine) as session:
             return refunds.upsert_many(session, session.merge(store), [body])
 

@@ -9,11 +9,19 @@ from fastapi.testclient import TestClient
 
 def order(ext: str = "O-1", **over: Any) -> dict[str, Any]:
     body: dict[str, Any] = {
-        "external_id": ext, "customer_external_id": "C-1", "currency": "CNY",
-        "placed_at": "2026-01-05T10:00:00+08:00", "shipping_total": "10.00",
+        "external_id": ext,
+        "customer_external_id": "C-1",
+        "currency": "CNY",
+        "placed_at": "2026-01-05T10:00:00+08:00",
+        "shipping_total": "10.00",
         "lines": [
-            {"external_id": "L1", "sku": "SKU-1", "quantity": 2, "unit_price": "50.00",
-             "discount": "5.00"},
+            {
+                "external_id": "L1",
+                "sku": "SKU-1",
+                "quantity": 2,
+                "unit_price": "50.00",
+                "discount": "5.00",
+            },
             {"external_id": "L2", "sku": "SKU-2", "quantity": 1, "unit_price": "30.00"},
         ],
     }
@@ -51,8 +59,9 @@ def test_status_advances_but_never_goes_back(client: TestClient, admin: dict[str
     assert got["status"] == "paid" and got["paid_at"].startswith("2026-01-05T02:05:00")
 
 
-def test_changed_amounts_conflict_and_change_nothing(client: TestClient,
-                                                     admin: dict[str, str]) -> None:
+def test_changed_amounts_conflict_and_change_nothing(
+    client: TestClient, admin: dict[str, str]
+) -> None:
     client.put("/v1/orders/O-1", json=order(), headers=admin)
     changed = order()
     changed["lines"][0]["quantity"] = 3
@@ -72,8 +81,12 @@ def test_wrong_total_is_422_naming_the_field(client: TestClient, admin: dict[str
 
 def test_partial_refunds_by_line_and_amount(client: TestClient, admin: dict[str, str]) -> None:
     client.put("/v1/orders/O-1", json=order(status="delivered"), headers=admin)
-    r1 = {"external_id": "R-1", "order_external_id": "O-1",
-          "refunded_at": "2026-01-10T00:00:00Z", "lines": [{"sku": "SKU-1", "quantity": 1}]}
+    r1 = {
+        "external_id": "R-1",
+        "order_external_id": "O-1",
+        "refunded_at": "2026-01-10T00:00:00Z",
+        "lines": [{"sku": "SKU-1", "quantity": 1}],
+    }
     res = client.put("/v1/refunds/R-1", json=r1, headers=admin)
     assert res.status_code == 201, res.text
     assert client.put("/v1/refunds/R-1", json=r1, headers=admin).json()["status"] == "unchanged"
@@ -81,8 +94,12 @@ def test_partial_refunds_by_line_and_amount(client: TestClient, admin: dict[str,
     assert got["refunded_total"] == "47.50"  # half of the 95.00 line
     assert got["lines"][0]["refunded_quantity"] == 1
     # too much: only 87.50 left
-    r2 = {"external_id": "R-2", "order_external_id": "O-1",
-          "refunded_at": "2026-01-11T00:00:00Z", "amount": "87.51"}
+    r2 = {
+        "external_id": "R-2",
+        "order_external_id": "O-1",
+        "refunded_at": "2026-01-11T00:00:00Z",
+        "amount": "87.51",
+    }
     res = client.put("/v1/refunds/R-2", json=r2, headers=admin)
     assert res.status_code == 422
     r2["amount"] = "87.50"
@@ -94,10 +111,15 @@ def test_partial_refunds_by_line_and_amount(client: TestClient, admin: dict[str,
     assert client.put("/v1/refunds/R-2", json=r2, headers=admin).status_code == 409
 
 
-def test_refund_before_its_order_waits_then_applies(client: TestClient,
-                                                    admin: dict[str, str]) -> None:
-    early = {"external_id": "R-9", "order_external_id": "O-5",
-             "refunded_at": "2026-01-10T00:00:00Z", "amount": "20.00"}
+def test_refund_before_its_order_waits_then_applies(
+    client: TestClient, admin: dict[str, str]
+) -> None:
+    early = {
+        "external_id": "R-9",
+        "order_external_id": "O-5",
+        "refunded_at": "2026-01-10T00:00:00Z",
+        "amount": "20.00",
+    }
     res = client.put("/v1/refunds/R-9", json=early, headers=admin)
     assert res.status_code == 202 and res.json()["status"] == "pending"
     assert client.put("/v1/orders/O-5", json=order("O-5"), headers=admin).status_code == 201
@@ -113,16 +135,46 @@ def test_bulk_reports_each_record(client: TestClient, admin: dict[str, str]) -> 
     assert res.status_code == 200, res.text
     body = res.json()
     assert [r["status"] for r in body["results"]] == [
-        "created", "created", "error", "created", "created", "unchanged"]
+        "created",
+        "created",
+        "error",
+        "created",
+        "created",
+        "unchanged",
+    ]
     assert body["results"][2]["errors"][0]["field"] == "currency"
     assert (body["created"], body["failed"], body["unchanged"]) == (4, 1, 1)
     again = client.post("/v1/orders/bulk", json={"records": records[:2]}, headers=admin).json()
     assert again["unchanged"] == 2
 
 
-def test_atomic_bulk_writes_nothing_on_one_bad_record(client: TestClient,
-                                                      admin: dict[str, str]) -> None:
+def test_atomic_bulk_writes_nothing_on_one_bad_record(
+    client: TestClient, admin: dict[str, str]
+) -> None:
     records = [order("A-1"), order("A-2", lines=[{"quantity": 0, "unit_price": "1"}])]
     res = client.post("/v1/orders/bulk?atomic=true", json={"records": records}, headers=admin)
     assert res.status_code == 422
     assert client.get("/v1/orders/A-1", headers=admin).status_code == 404
+
+
+def test_profile_embedded_in_an_order_fills_in_but_never_erases(
+    client: TestClient, admin: dict[str, str]
+) -> None:
+    full = {
+        "external_id": "C-1",
+        "email": "li@example.com",
+        "birthday": "1990-05-01",
+        "attributes": {"skin_type": "dry"},
+        "first_name": "Li",
+    }
+    assert client.put("/v1/customers/C-1", json=full, headers=admin).status_code == 201
+    embedded = {"external_id": "C-1", "email": "new@example.com", "first_name": "Li"}
+    res = client.put("/v1/orders/O-1", json=order(customer=embedded), headers=admin)
+    assert res.status_code == 201, res.text
+    got = client.get("/v1/customers/C-1", headers=admin).json()
+    assert got["email"] == "new@example.com"
+    assert got["birthday"] == "1990-05-01" and got["attributes"] == {"skin_type": "dry"}
+    # the store's own full profile, sent again, is applied (not mistaken for a repeat)
+    again = client.put("/v1/customers/C-1", json=full, headers=admin)
+    assert again.json()["status"] == "updated"
+    assert client.get("/v1/customers/C-1", headers=admin).json()["email"] == "li@example.com"

@@ -36,6 +36,18 @@ def list_page(
     return session.scalars(query.order_by(Customer.id).limit(limit)).all()
 
 
+def by_external_ids(
+    session: Session, store_id: int, external_ids: Sequence[str]
+) -> dict[str, Customer]:
+    found: dict[str, Customer] = {}
+    for chunk in chunks(list(dict.fromkeys(external_ids))):
+        for customer in session.scalars(
+            select(Customer).where(Customer.store_id == store_id, Customer.external_id.in_(chunk))
+        ):
+            found[customer.external_id] = customer
+    return found
+
+
 def states_by_external_id(
     session: Session, store_id: int, external_ids: Sequence[str]
 ) -> dict[str, tuple[int, str | None]]:

@@ -168,6 +168,42 @@ class CustomerService:
         session.flush()
         return touchpoints
 
+    def merge_many(
+        self,
+        session: Session,
+        store: Store,
+        records: Sequence[CustomerIn],
+        now: datetime | None = None,
+    ) -> None:
+        """Fill in profiles from what an order carries, never erasing what is known.
+
+        Platforms embed a partial profile in each order; unlike a customer upsert, only
+        the fields it actually gives are written. A profile changed this way forgets its
+        payload hash, so the store's next full upsert of that customer is applied.
+        """
+        now = now or utcnow()
+        known = repo.by_external_ids(session, store.id, [r.external_id for r in records])
+        fresh = [r for r in records if r.external_id not in known]
+        if fresh:
+            self.upsert_many(session, store, fresh, now)
+        for record in records:
+            customer = known.get(record.external_id)
+            if customer is None:
+                continue
+            given = {
+                field: getattr(record, field)
+                for field in PROFILE_FIELDS
+                if field in record.model_fields_set and getattr(record, field) not in (None, {})
+            }
+            changed = {k: v for k, v in given.items() if getattr(customer, k) != v}
+            if changed or customer.is_stub:
+                for key, value in changed.items():
+                    setattr(customer, key, value)
+                customer.is_stub = False
+                customer.payload_hash = None
+                customer.updated_at = now
+        session.flush()
+
     def ensure(
         self,
         session: Session,

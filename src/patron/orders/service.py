@@ -155,7 +155,7 @@ class OrderService:
             r.customer.external_id: r.customer for r in records if r.customer is not None
         }
         if embedded:
-            customers.upsert_many(session, store, list(embedded.values()), now)
+            customers.merge_many(session, store, list(embedded.values()), now)
         customer_ids = customers.ensure(
             session, store, [r.customer_external_id for r in records], now
         )
