@@ -27,10 +27,14 @@ from patron.migrate import upgrade
 from patron.stores.models import Store
 from patron.stores.service import stores
 
-PG_URL = os.environ.get("PATRON_TEST_POSTGRES_URL",
-                        "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
-BACKENDS = [b.strip() for b in os.environ.get("PATRON_TEST_BACKENDS",
-                                               "sqlite,postgresql").split(",") if b.strip()]
+PG_URL = os.environ.get(
+    "PATRON_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+BACKENDS = [
+    b.strip()
+    for b in os.environ.get("PATRON_TEST_BACKENDS", "sqlite,postgresql").split(",")
+    if b.strip()
+]
 
 
 def _create_pg_database() -> tuple[str, Callable[[], None]]:
@@ -48,8 +52,9 @@ def _create_pg_database() -> tuple[str, Callable[[], None]]:
 
 
 @pytest.fixture(scope="session", params=BACKENDS)
-def engine(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-           ) -> Iterator[Engine]:
+def engine(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Engine]:
     """A migrated database of each backend."""
     drop: Callable[[], None] = lambda: None  # noqa: E731
     if request.param == "sqlite":
