@@ -39,10 +39,7 @@ from patron.auth import Scope
 from patron.db import make_engine, unit_of_work
 from patron.demo.generator import GeneratorParams, generate, write_shop
 
-try:
-    from patron.ingest.files import import_file
-except ImportError:  # pragma: no cover
-    import_file = None  # type: ignore[assignment]
+from patron.ingest.files import import_file
 from patron.migrate import upgrade
 from patron.stores.service import stores
 
@@ -142,7 +139,7 @@ def order_bodies(orders_csv: Path) -> list[dict[str, Any]]:
 def bench_api(
     db: Database, bodies: list[dict[str, Any]], batch: int, clients: int, workers: int
 ) -> tuple[float, int]:
-    slug, key = db.new_store()
+    _, key = db.new_store()
     port = free_port()
     env = {**os.environ, "PATRON_DATABASE_URL": db.url}
     server = subprocess.Popen(
