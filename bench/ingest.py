@@ -38,7 +38,6 @@ from sqlalchemy import create_engine, text
 from patron.auth import Scope
 from patron.db import make_engine, unit_of_work
 from patron.demo.generator import GeneratorParams, generate, write_shop
-
 from patron.ingest.files import import_file
 from patron.migrate import upgrade
 from patron.stores.service import stores
