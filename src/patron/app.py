@@ -16,6 +16,8 @@ from patron import __version__, errors
 from patron.customers.endpoints import router as customers_router
 from patron.db import default_engine, session_factory
 from patron.ingest.endpoints import router as webhooks_router
+from patron.loyalty.endpoints import router as loyalty_router
+from patron.loyalty.program_endpoints import router as program_router
 from patron.orders.endpoints import router as orders_router
 
 LATENCY = Histogram(
@@ -71,6 +73,8 @@ def create_app(engine: Engine | None = None) -> FastAPI:
     app.include_router(customers_router)
     app.include_router(orders_router)
     app.include_router(webhooks_router)
+    app.include_router(loyalty_router)
+    app.include_router(program_router)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

@@ -15,6 +15,7 @@ from patron.db import default_engine, unit_of_work
 from patron.demo.cli import demo_command, generate_command
 from patron.errors import PatronError
 from patron.ingest.cli import import_app
+from patron.loyalty.cli import program_app
 from patron.stores.service import stores
 
 app = typer.Typer(
@@ -29,6 +30,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(stores_app, name="stores")
 app.add_typer(keys_app, name="keys")
 app.add_typer(import_app, name="import")
+app.add_typer(program_app, name="program")
 console = Console()
 err = Console(stderr=True)
 
