@@ -16,6 +16,7 @@ from patron.demo.cli import demo_command, generate_command
 from patron.errors import PatronError
 from patron.ingest.cli import import_app
 from patron.loyalty.cli import program_app
+from patron.loyalty.worker_cli import worker_command
 from patron.stores.service import stores
 
 app = typer.Typer(
@@ -144,6 +145,7 @@ def keys_revoke(
 
 app.command("generate")(generate_command)
 app.command("demo")(demo_command)
+app.command("worker")(worker_command)
 
 
 @app.command()

@@ -17,6 +17,7 @@ from patron.kit.bulk import RecordResult, fill_superseded
 from patron.kit.clock import utcnow
 from patron.kit.hashing import payload_hash
 from patron.kit.money import from_minor, to_minor
+from patron.loyalty import orders as order_points
 from patron.orders import repository as repo
 from patron.orders.domain import (
     LineState,
@@ -163,6 +164,9 @@ class OrderService:
             self._upsert_round(
                 session, store, records, round_indexes, customer_ids, results, stale_ok, now
             )
+        # Points: delivered orders earn, cancelled ones give back (after our own writes).
+        changed = [r.id for r in results if r and r.id and r.status in ("created", "updated")]
+        order_points.on_orders_changed(session, store, changed, now)
         return [r for r in results if r is not None]
 
     def _upsert_round(
@@ -551,6 +555,7 @@ class RefundService:
                 }
             ],
         )
+        order_points.on_refund(session, store, order, record.external_id, plan.amount_minor, now)
         return refund
 
     def apply_pending(self, session: Session, store: Store, order_external_ids: set[str]) -> None:

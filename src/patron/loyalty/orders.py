@@ -1,0 +1,344 @@
+"""The bridge from order events to points: deliveries earn, refunds and cancellations claw back.
+
+Called by the orders service after its own writes, in the same transaction (services
+flush, never commit), and by ``award_delivered`` for orders loaded by file import.
+
+- **Delivery earns.** An order that is delivered (created delivered, or advanced to
+  delivered) in a store with an active programme earns what ``rules.evaluate`` gives it
+  (store time zone; the member's tier: the programme's first tier, as the ledger does not
+  store tiers yet; first order = no earlier order of the customer; birthday; attributes),
+  as ``earn(key="order:<ext>:earn", ref=<ext>)``, pending until
+  ``program.available_at(delivered_at)``, points expiring at
+  ``program.expires_at(delivered_at)``, growth never. An order already earned is skipped
+  before it is evaluated, so re-deliveries never count twice (and the key makes a race a
+  replay). Flagged customers earn like everybody else: flags stop surprise rewards and
+  referral rewards, not what an order earns.
+- **Refunds already applied** when the order is delivered are netted: the order earns
+  ``E - round(E x refunded / total)``.
+- **A later refund** claws back its share of what the order still holds:
+  ``round(net x refund / (total - refunded before))`` points and growth, as
+  ``clawback(key="refund:<refund ext>", ref=<order ext>)`` — exactly once per refund;
+  the last refund of an order takes back exactly what is left.
+- **A cancelled order** claws back everything it still holds (``order:<ext>:cancel``).
+  Cancelled orders never earn.
+
+Not done yet: per-member and campaign-budget caps of rules are applied per order only
+(usage across orders is not recorded); an order in another currency than the programme's
+earns nothing; a points lot whose expiry has already passed (an old order imported late)
+is not earned — its growth still is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import and_, exists, or_, select
+from sqlalchemy.orm import Session, aliased
+
+from patron.customers.models import Customer
+from patron.kit.clock import as_utc, utcnow, zone
+from patron.kit.repository import chunks
+from patron.loyalty import repository as ledger_repo
+from patron.loyalty.models import Currency
+from patron.loyalty.program import ProgramConfig
+from patron.loyalty.programs import active_row, load
+from patron.loyalty.rules import EarnEvent, EventKind, Line, MemberContext, evaluate
+from patron.loyalty.service import Earning, ledger
+from patron.orders.models import Order, OrderLine, OrderStatus
+from patron.stores.models import Store
+
+BATCH = 2000
+# Only delivered orders earn: a fully refunded one would earn nothing once netted, and a
+# status of `refunded` sent by a platform without refund records must not earn in full.
+_EARNING = (OrderStatus.delivered,)
+_PROGRAMS: dict[str, ProgramConfig] = {}
+
+
+def earn_key(order_external_id: str) -> str:
+    return f"order:{order_external_id}:earn"
+
+
+def refund_key(refund_external_id: str) -> str:
+    return f"refund:{refund_external_id}"
+
+
+def cancel_key(order_external_id: str) -> str:
+    return f"order:{order_external_id}:cancel"
+
+
+def active_program(session: Session, store: Store) -> ProgramConfig | None:
+    """The store's active programme (one query; parsed once per configuration)."""
+    row = active_row(session, store.id)
+    if row is None:
+        return None
+    program = _PROGRAMS.get(row.fingerprint)
+    if program is None or program.version != row.version:
+        if len(_PROGRAMS) > 64:
+            _PROGRAMS.clear()
+        program = _PROGRAMS[row.fingerprint] = load(row)
+    return program
+
+
+def _share(value: int, part: int, whole: int) -> int:
+    """round(value x part / whole), half up, within [0, value]."""
+    if value <= 0 or part <= 0 or whole <= 0:
+        return 0
+    if part >= whole:
+        return value
+    return min(value, (2 * value * part + whole) // (2 * whole))
+
+
+@dataclass(frozen=True)
+class _Order:
+    id: int
+    external_id: str
+    customer_id: int
+    status: OrderStatus
+    channel: str | None
+    currency: str
+    subtotal_minor: int
+    discount_minor: int
+    shipping_minor: int
+    tax_minor: int
+    total_minor: int
+    refunded_minor: int
+    placed_at: datetime
+    delivered_at: datetime | None
+    first_order: bool
+
+
+def _load_orders(session: Session, store_id: int, condition: Any) -> list[_Order]:
+    earlier = aliased(Order)
+    first = ~exists().where(
+        earlier.customer_id == Order.customer_id,
+        or_(
+            earlier.placed_at < Order.placed_at,
+            and_(earlier.placed_at == Order.placed_at, earlier.id < Order.id),
+        ),
+    )
+    rows = session.execute(
+        select(
+            Order.id,
+            Order.external_id,
+            Order.customer_id,
+            Order.status,
+            Order.channel,
+            Order.currency,
+            Order.subtotal_minor,
+            Order.discount_minor,
+            Order.shipping_minor,
+            Order.tax_minor,
+            Order.total_minor,
+            Order.refunded_minor,
+            Order.placed_at,
+            Order.delivered_at,
+            first.label("first_order"),
+        )
+        .where(Order.store_id == store_id, condition)
+        .order_by(Order.id)
+    )
+    return [_Order(**row._mapping) for row in rows]
+
+
+def _earnings(
+    session: Session, store: Store, program: ProgramConfig, orders: list[_Order], now: datetime
+) -> list[Earning]:
+    """The earnings of delivered orders not earned yet (evaluated, refunds netted)."""
+    if not orders:
+        return []
+    done = ledger_repo.entries_by_keys(session, store.id, [earn_key(o.external_id) for o in orders])
+    todo = [o for o in orders if earn_key(o.external_id) not in done]
+    if not todo:
+        return []
+    ids = [o.id for o in todo]
+    lines: dict[int, list[Line]] = {i: [] for i in ids}
+    for chunk in chunks(ids):
+        for order_id, sku, category, total in session.execute(
+            select(OrderLine.order_id, OrderLine.sku, OrderLine.category, OrderLine.total_minor)
+            .where(OrderLine.order_id.in_(chunk))
+            .order_by(OrderLine.order_id, OrderLine.line_no)
+        ):
+            lines[order_id].append(Line(sku, category, max(int(total), 0)))
+    members: dict[int, tuple[Any, dict[str, Any]]] = {}
+    for chunk in chunks(sorted({o.customer_id for o in todo})):
+        for cid, birthday, attributes in session.execute(
+            select(Customer.id, Customer.birthday, Customer.attributes).where(
+                Customer.id.in_(chunk)
+            )
+        ):
+            members[cid] = (birthday, attributes or {})
+    tz = zone(store.timezone)
+    expiry: dict[date, datetime | None] = {}  # by store-time day of delivery
+    out: list[Earning] = []
+    for o in todo:
+        if o.delivered_at is None or o.currency.upper() != program.currency:
+            continue
+        birthday, attributes = members.get(o.customer_id, (None, {}))
+        event = EarnEvent(
+            kind=EventKind.order,
+            occurred_at=o.placed_at,
+            currency=o.currency,
+            amount_minor=max(o.subtotal_minor - o.discount_minor, 0),
+            shipping_minor=max(o.shipping_minor, 0),
+            tax_minor=max(o.tax_minor, 0),
+            channel=o.channel,
+            lines=lines[o.id],
+        )
+        context = MemberContext(
+            timezone=store.timezone,
+            tier=None,  # the first tier: the ledger does not record members' tiers yet
+            first_order=bool(o.first_order),
+            birthday=birthday,
+            attributes=attributes,
+        )
+        result = evaluate(program, event, context)
+        points = result.points - _share(result.points, o.refunded_minor, o.total_minor)
+        growth = result.growth - _share(result.growth, o.refunded_minor, o.total_minor)
+        day = o.delivered_at.astimezone(tz).date()
+        if day not in expiry:
+            expiry[day] = program.expires_at(o.delivered_at, store.timezone)
+        expires_at = expiry[day]
+        if expires_at is not None and expires_at <= as_utc(now):
+            points = 0  # would already have expired
+        if points <= 0 and growth <= 0:
+            continue
+        out.append(
+            Earning(
+                o.customer_id,
+                earn_key(o.external_id),
+                points=max(points, 0),
+                growth=max(growth, 0),
+                reason=f"order {o.external_id}",
+                ref=o.external_id,
+                available_at=program.available_at(o.delivered_at),
+                expires_at=expires_at if points > 0 else None,
+            )
+        )
+    return out
+
+
+def _earn(
+    session: Session, store: Store, program: ProgramConfig, orders: list[_Order], now: datetime
+) -> int:
+    earnings = _earnings(session, store, program, orders, now)
+    if earnings:
+        ledger.earn_many(session, store, earnings, now=now)
+    return len(earnings)
+
+
+def _cancel(session: Session, store: Store, orders: list[_Order], now: datetime) -> None:
+    done = ledger_repo.entries_by_keys(session, store.id, [earn_key(o.external_id) for o in orders])
+    for o in orders:
+        entries = done.get(earn_key(o.external_id))
+        if not entries:
+            continue
+        net = ledger_repo.net_by_ref(session, entries[0].account_id, o.external_id)
+        points, growth = net.get(Currency.points, 0), net.get(Currency.growth, 0)
+        if points > 0 or growth > 0:
+            ledger.clawback(
+                session,
+                store,
+                o.customer_id,
+                key=cancel_key(o.external_id),
+                points=max(points, 0),
+                growth=max(growth, 0),
+                ref=o.external_id,
+                reason=f"order {o.external_id} cancelled",
+                now=now,
+            )
+
+
+def on_orders_changed(
+    session: Session, store: Store, order_ids: Iterable[int], now: datetime | None = None
+) -> int:
+    """After orders were created or updated: delivered ones earn, cancelled ones give
+    back what they earned. Without an active programme: one query, nothing else.
+    Returns the number of orders that earned."""
+    ids = sorted(set(order_ids))
+    if not ids:
+        return 0
+    program = active_program(session, store)
+    if program is None:
+        return 0
+    now = utcnow() if now is None else as_utc(now)
+    earned = 0
+    for chunk in chunks(ids, BATCH):
+        orders = _load_orders(session, store.id, Order.id.in_(chunk))
+        delivered = [o for o in orders if o.status in _EARNING and o.delivered_at is not None]
+        earned += _earn(session, store, program, delivered, now)
+        cancelled = [o for o in orders if o.status == OrderStatus.cancelled]
+        if cancelled:
+            _cancel(session, store, cancelled, now)
+    return earned
+
+
+def on_refund(
+    session: Session,
+    store: Store,
+    order: Order,
+    refund_external_id: str,
+    amount_minor: int,
+    now: datetime | None = None,
+) -> None:
+    """After a refund of ``amount_minor`` was applied to ``order`` (its ``refunded_minor``
+    already includes it): claw back the refund's share of what the order still holds.
+    Nothing if the order has not earned (it will earn net of the refund)."""
+    if amount_minor <= 0:
+        return
+    entries = ledger_repo.entries_by_key(session, store.id, earn_key(order.external_id))
+    if not entries:
+        return
+    net = ledger_repo.net_by_ref(session, entries[0].account_id, order.external_id)
+    left = order.total_minor - (order.refunded_minor - amount_minor)
+    points = _share(net.get(Currency.points, 0), amount_minor, left)
+    growth = _share(net.get(Currency.growth, 0), amount_minor, left)
+    if points <= 0 and growth <= 0:
+        return
+    ledger.clawback(
+        session,
+        store,
+        order.customer_id,
+        key=refund_key(refund_external_id),
+        points=points,
+        growth=growth,
+        ref=order.external_id,
+        reason=f"refund {refund_external_id} of order {order.external_id}",
+        now=now,
+    )
+
+
+def award_delivered(
+    session: Session,
+    store: Store,
+    orders: Sequence[int] | datetime | None = None,
+    now: datetime | None = None,
+) -> int:
+    """Earn for delivered orders that have not earned yet (file imports, backfills):
+    the orders with these ids, or delivered since a time, or all (None). Idempotent.
+    Returns the number of orders that earned; 0 without an active programme."""
+    program = active_program(session, store)
+    if program is None:
+        return 0
+    now = utcnow() if now is None else as_utc(now)
+    if isinstance(orders, datetime):
+        condition = Order.delivered_at >= as_utc(orders)
+    elif orders is None:
+        condition = Order.delivered_at.is_not(None)
+    else:
+        return on_orders_changed(session, store, orders, now)
+    ids = list(
+        session.scalars(
+            select(Order.id)
+            .where(Order.store_id == store.id, Order.status.in_(_EARNING), condition)
+            # By member: each batch loads a member's live lots once, not once per batch.
+            .order_by(Order.customer_id, Order.id)
+        )
+    )
+    earned = 0
+    for chunk in chunks(ids, BATCH):
+        orders_ = _load_orders(session, store.id, Order.id.in_(chunk))
+        earned += _earn(session, store, program, orders_, now)
+    return earned

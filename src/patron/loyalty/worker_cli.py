@@ -1,0 +1,92 @@
+"""`patron worker`: the ledger jobs for every store, once or on a schedule."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from sqlalchemy import select
+
+console = Console()
+
+
+def worker_command(
+    once: Annotated[bool, typer.Option("--once", help="Run once and exit.")] = False,
+    interval: Annotated[
+        float, typer.Option("--interval", min=1, help="Seconds between runs.")
+    ] = 60,
+    store: Annotated[
+        str | None, typer.Option("--store", "-s", help="Only this store (slug).")
+    ] = None,
+    backfill: Annotated[
+        bool,
+        typer.Option(
+            "--backfill",
+            help="First award points for delivered orders that have not earned yet "
+            "(e.g. loaded by file import).",
+        ),
+    ] = False,
+) -> None:
+    """Run the loyalty jobs: pending points mature, due points expire, held points of
+    abandoned checkouts return. Idempotent: safe to run twice or alongside another worker."""
+    from patron.db import unit_of_work
+    from patron.errors import PatronError
+    from patron.loyalty.jobs import run_due
+    from patron.loyalty.orders import award_delivered
+    from patron.stores.models import Store
+    from patron.stores.service import stores as store_service
+
+    def slugs() -> list[str]:
+        if store is not None:
+            return [store]
+        with unit_of_work() as session:
+            return list(session.scalars(select(Store.slug).order_by(Store.id)))
+
+    try:
+        if backfill:
+            for slug in slugs():
+                started = time.perf_counter()
+                with unit_of_work() as session:
+                    earned = award_delivered(session, store_service.get(session, slug))
+                console.log(
+                    f"backfill {slug}: {earned:,} orders earned points "
+                    f"in {time.perf_counter() - started:.2f}s"
+                )
+        while True:
+            started = time.perf_counter()
+            total = matured = expired = released = 0
+            names = slugs()
+            failed = []
+            for slug in names:
+                try:
+                    with unit_of_work() as session:
+                        run = run_due(session, store_service.get(session, slug))
+                except PatronError:
+                    raise
+                except Exception as exc:  # one store's failure must not stop the others
+                    failed.append(slug)
+                    console.log(f"[red]worker: store {slug} failed:[/red] {exc!r}")
+                    continue
+                matured, expired, released = (
+                    matured + run.matured,
+                    expired + run.expired,
+                    released + run.released,
+                )
+                total += run.total
+            console.log(
+                f"worker: {len(names)} store(s), {matured:,} matured, {expired:,} expired, "
+                f"{released:,} holds released ({total:,} entries) "
+                f"in {time.perf_counter() - started:.2f}s"
+            )
+            if once:
+                if failed:
+                    raise typer.Exit(1)
+                return
+            time.sleep(interval)
+    except PatronError as exc:
+        Console(stderr=True).print(f"[red]error:[/red] {exc.detail}")
+        raise typer.Exit(1) from exc
+    except KeyboardInterrupt:
+        console.log("worker stopped")

@@ -1,0 +1,93 @@
+"""Ledger jobs: pending points mature after the window, lots expire, holds time out;
+running them twice changes nothing. ``patron worker --once`` runs them for every store."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import Engine
+from typer.testing import CliRunner
+
+from patron.cli import app
+from patron.config import get_settings
+from patron.db import default_engine, unit_of_work
+from patron.loyalty.jobs import JobRun, run_due
+from patron.loyalty.service import Balance, ledger
+from patron.stores.models import Store
+from tests.loyalty.conftest import T0
+
+DAY = timedelta(days=1)
+
+
+def run(engine: Engine, store: Store, days: float) -> JobRun:
+    with unit_of_work(engine) as session:
+        return run_due(session, session.merge(store), T0 + timedelta(days=days))
+
+
+def balance(engine: Engine, store: Store, member: int) -> Balance:
+    with unit_of_work(engine) as session:
+        assert ledger.check_invariants(session, store, member) == []
+        return ledger.balance(session, store, member)
+
+
+def test_jobs_mature_expire_release_and_are_idempotent(
+    engine: Engine, store: Store, member: int
+) -> None:
+    with unit_of_work(engine) as session:
+        s = session.merge(store)
+        ledger.earn(
+            session, s, member, key="o-1", points=100, growth=100, reason="order",
+            available_at=T0 + 15 * DAY, expires_at=T0 + 100 * DAY, now=T0,
+        )  # fmt: skip
+        ledger.adjust(session, s, member, key="a-1", points=50, reason="gift", now=T0)
+    assert run(engine, store, 1) == JobRun()
+    assert balance(engine, store, member).points_pending == 100
+    first = run(engine, store, 16)
+    assert first.matured > 0 and first.expired == 0
+    b = balance(engine, store, member)
+    assert (b.points_available, b.points_pending, b.growth, b.growth_pending) == (150, 0, 100, 0)
+    assert run(engine, store, 16) == JobRun()  # twice: nothing more
+    with unit_of_work(engine) as session:
+        ledger.hold(
+            session, session.merge(store), member, key="h-1", points=30, reason="checkout",
+            now=T0 + 20 * DAY,
+        )  # fmt: skip
+    released = run(engine, store, 21)
+    assert released.released > 0 and released.matured == released.expired == 0
+    assert balance(engine, store, member).points_held == 0
+    expired = run(engine, store, 101)
+    assert expired.expired > 0
+    assert balance(engine, store, member).points_available == 50
+    assert run(engine, store, 101) == JobRun()
+
+
+@pytest.fixture
+def cli(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> Iterator[CliRunner]:
+    monkeypatch.setenv("PATRON_DATABASE_URL", engine.url.render_as_string(hide_password=False))
+    monkeypatch.setenv("COLUMNS", "240")
+    get_settings.cache_clear()
+    default_engine.cache_clear()
+    yield CliRunner()
+    if default_engine.cache_info().currsize:
+        default_engine().dispose()
+    get_settings.cache_clear()
+    default_engine.cache_clear()
+
+
+def test_worker_once(cli: CliRunner, engine: Engine, store: Store, member: int) -> None:
+    with unit_of_work(engine) as session:
+        ledger.earn(
+            session, session.merge(store), member, key="o-1", points=10, reason="order",
+            available_at=T0 + DAY, now=T0,
+        )  # fmt: skip
+    result = cli.invoke(app, ["worker", "--once", "--store", store.slug])
+    assert result.exit_code == 0, result.output
+    assert "worker:" in result.output and "matured" in result.output
+    assert balance(engine, store, member).points_available == 10
+    again = cli.invoke(app, ["worker", "--once", "--store", store.slug, "--backfill"])
+    assert again.exit_code == 0, again.output
+    assert "1 store(s), 0 matured" in again.output
+    missing = cli.invoke(app, ["worker", "--once", "--store", "no-such-store"])
+    assert missing.exit_code == 1
