@@ -676,3 +676,48 @@ def test_cli_exit_codes_tables_and_error_file(
     assert "All 1 rows imported" in res.output
     res = runner.invoke(app, ["import", "orders", str(good), "-s", "no-such-store"])
     assert res.exit_code == 1 and "no store 'no-such-store'" in res.output
+
+
+def test_a_refund_refused_by_the_service_reports_all_its_rows(
+    engine: Engine, store: Store, tmp_path: Path
+) -> None:
+    run(engine, store, "orders", write_csv(tmp_path / "o.csv", sample()))
+    base = {"order_external_id": "O-2", "refunded_at": "2026-01-10T00:00:00Z", "reason": "x"}
+    rows = [
+        {"external_id": "R-9", **base, "amount": "500.00", "sku": "SKU-3", "quantity": "1"},
+        {"external_id": "R-9", **base, "amount": "500.00", "sku": "SKU-3", "quantity": "1"},
+    ]
+    path = write_csv(tmp_path / "r.csv", rows)
+    report = run(engine, store, "refunds", path, "skip-bad-rows")
+    assert errors_of(report) == [(2, "", "R-9"), (3, "", "R-9")]
+    assert "exceeds" in report.errors[0].reason or "left to refund" in report.errors[0].reason
+    assert report.failed == 1 and counts(engine, store)["refunds"] == 0
+
+
+def test_values_wider_than_their_database_column_are_row_errors(
+    engine: Engine, store: Store, tmp_path: Path
+) -> None:
+    rows = [
+        {"external_id": "C-1", "locale": "zh-Hans-CN-x-private"},  # 20 > 16 characters
+        {"external_id": "C-2", "locale": "zh-CN"},
+    ]
+    report = run(engine, store, "customers", write_csv(tmp_path / "c.csv", rows), "skip-bad-rows")
+    assert errors_of(report) == [(2, "locale", "C-1")]
+    assert report.created == 1
+
+
+def test_a_database_refusal_fails_cleanly(
+    engine: Engine, store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sqlalchemy.exc import DataError
+
+    from patron.ingest import files
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise DataError("INSERT ...", {}, Exception("value too long for type character(3)"))
+
+    monkeypatch.setitem(files._APPLY, "products", refuse)
+    rows = [{"sku": "SKU-1", "name": "x", "price": "1.00", "currency": "CNY"}]
+    with pytest.raises(files.ImportFailed, match="nothing was written: value too long"):
+        run(engine, store, "products", write_csv(tmp_path / "p.csv", rows))
+    assert counts(engine, store)["products"] == 0

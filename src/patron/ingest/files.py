@@ -49,6 +49,7 @@ import pyarrow.parquet as pq
 import rich.progress
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from patron.customers.models import Channel
@@ -350,6 +351,12 @@ def _import(
             session.commit()
         else:
             session.rollback()
+    except DBAPIError as exc:
+        session.rollback()
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+        raise ImportFailed(
+            f"the database refused the import; nothing was written: {reason}"
+        ) from exc
     except BaseException:
         session.rollback()
         raise
@@ -1618,6 +1625,10 @@ class _RecordsJob:
                     continue
                 data[name] = parsed
             else:
+                limit = _DB_WIDTHS.get((self.kind, name))
+                if limit is not None and isinstance(value, str) and len(value) > limit:
+                    self.sheet.flag_at(i, name, f"at most {limit} characters")
+                    continue
                 data[name] = value
         return record
 
@@ -1699,15 +1710,14 @@ class _RecordsJob:
             for (record, _), result in zip(batch, results, strict=True):
                 if result.status == "error":
                     report.failed += 1
-                    first = record.rows[0]
-                    errors.append(
-                        RowError(
-                            int(self.sheet.rows[first]),
-                            "",
-                            result.external_id,
-                            result.error or "refused",
-                        )
-                    )
+                    rows = [int(self.sheet.rows[i]) for i in record.rows]
+                    ext = result.external_id
+                    errors.append(RowError(rows[0], "", ext, result.error or "refused"))
+                    if self.mode == "skip-bad-rows":
+                        errors += [
+                            RowError(r, "", ext, f"skipped with its record: row {rows[0]}")
+                            for r in rows[1:]
+                        ]
                 elif result.status == "created":
                     report.created += 1
                 elif result.status == "updated":
@@ -1729,6 +1739,13 @@ def _forget(session: Session, store: Store) -> None:
         if obj is not store:
             session.expunge(obj)
 
+
+# Columns narrower in the database than in the API schemas (PostgreSQL would refuse the
+# whole transaction): checked here so that such a value is one row error.
+_DB_WIDTHS: dict[tuple[Kind, str], int] = {
+    ("customers", "locale"): 16,
+    ("products", "category"): 128,
+}
 
 _MODELS: dict[Kind, type[BaseModel]] = {
     "customers": CustomerIn,

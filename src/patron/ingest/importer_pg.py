@@ -38,15 +38,16 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
-from sqlalchemy import select, text
+from sqlalchemy import bindparam, select, text
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import BindParameter
 
 from patron.customers.models import TouchpointKind
 from patron.customers.repository import states_by_external_id
 from patron.kit.money import exponent
 from patron.kit.repository import chunks
 from patron.orders import repository as orders_repo
-from patron.orders.models import Order, OrderLine, OrderStatus, Refund, RefundState
+from patron.orders.models import Order, OrderStatus, Refund, RefundState
 
 IntArr = npt.NDArray[np.int64]
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -572,6 +573,24 @@ _ORDERS_OF = (
 )
 
 
+_LINES_OF_SQLITE = (
+    "SELECT order_id, external_id, sku, quantity, unit_price_minor, discount_minor "
+    "FROM order_lines WHERE order_id IN :ids ORDER BY order_id, line_no"
+)
+_US_SQLITE = (
+    "CAST(strftime('%s', o.{0}) AS INTEGER) * 1000000 + CAST(substr(o.{0}, 21, 6) AS INTEGER)"
+)
+_ORDERS_OF_SQLITE = (
+    "SELECT o.id, o.customer_id, o.status, o.currency, o.channel, o.discount_code, "
+    "o.discount_minor, o.shipping_minor, o.tax_minor, o.total_minor, "
+    + ", ".join(
+        _US_SQLITE.format(c)
+        for c in ("placed_at", "paid_at", "fulfilled_at", "delivered_at", "cancelled_at")
+    )
+    + " FROM orders AS o WHERE o.id IN :ids"
+)
+
+
 def stored_orders(session: Session, order_ids: Sequence[int]) -> dict[int, StoredOrder]:
     """The stored state of these orders, for the re-import comparison."""
     lines: dict[int, list[tuple[str | None, str | None, int, int, int]]] = {}
@@ -585,58 +604,16 @@ def stored_orders(session: Session, order_ids: Sequence[int]) -> dict[int, Store
         for row in session.execute(text(_ORDERS_OF), {"ids": ids}):
             found[row[0]] = StoredOrder._make((*row, tuple(lines.get(row[0], ()))))
         return found
+    # SQLite keeps UTC as 'YYYY-MM-DD HH:MM:SS.ffffff' (patron.db): microseconds in SQL.
+    ids_param: BindParameter[list[int]] = bindparam("ids", expanding=True)
+    lines_of = text(_LINES_OF_SQLITE).bindparams(ids_param)
+    orders_of = text(_ORDERS_OF_SQLITE).bindparams(ids_param)
     for chunk in chunks(order_ids):
-        for oid, ext, sku, qty, unit, disc in session.execute(
-            select(
-                OrderLine.order_id,
-                OrderLine.external_id,
-                OrderLine.sku,
-                OrderLine.quantity,
-                OrderLine.unit_price_minor,
-                OrderLine.discount_minor,
-            )
-            .where(OrderLine.order_id.in_(chunk))
-            .order_by(OrderLine.order_id, OrderLine.line_no)
-        ):
+        for oid, ext, sku, qty, unit, disc in session.execute(lines_of, {"ids": list(chunk)}):
             lines.setdefault(oid, []).append((ext, sku, qty, unit, disc))
     for chunk in chunks(order_ids):
-        for row in session.execute(
-            select(
-                Order.id,
-                Order.customer_id,
-                Order.status,
-                Order.currency,
-                Order.channel,
-                Order.discount_code,
-                Order.discount_minor,
-                Order.shipping_minor,
-                Order.tax_minor,
-                Order.total_minor,
-                Order.placed_at,
-                Order.paid_at,
-                Order.fulfilled_at,
-                Order.delivered_at,
-                Order.cancelled_at,
-            ).where(Order.id.in_(chunk))
-        ):
-            found[row.id] = StoredOrder(
-                row.id,
-                row.customer_id,
-                row.status.value,
-                row.currency,
-                row.channel,
-                row.discount_code,
-                row.discount_minor,
-                row.shipping_minor,
-                row.tax_minor,
-                row.total_minor,
-                micros(row.placed_at) or 0,
-                micros(row.paid_at),
-                micros(row.fulfilled_at),
-                micros(row.delivered_at),
-                micros(row.cancelled_at),
-                tuple(lines.get(row.id, ())),
-            )
+        for row in session.execute(orders_of, {"ids": list(chunk)}):
+            found[row[0]] = StoredOrder._make((*row, tuple(lines.get(row[0], ()))))
     return found
 
 
