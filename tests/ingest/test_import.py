@@ -671,7 +671,9 @@ def test_cli_exit_codes_tables_and_error_file(
     assert res.exit_code == 3 and "unchanged" in res.output
 
     good = write_parquet(tmp_path / "good.parquet", [line("O-9")])
-    res = runner.invoke(app, ["import", "orders", str(good), "-s", store.slug])
+    res = runner.invoke(
+        app, ["import", "orders", str(good), "-s", store.slug, "--keep-fk-triggers"]
+    )
     assert res.exit_code == 0, res.output
     assert "All 1 rows imported" in res.output
     res = runner.invoke(app, ["import", "orders", str(good), "-s", "no-such-store"])

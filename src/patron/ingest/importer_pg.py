@@ -9,7 +9,7 @@ from Arrow arrays, inside the caller's transaction (so all-or-nothing holds):
   psycopg connection; pyarrow writes the CSV of the next batch (in a thread) while the
   server loads the current one. Touchpoints are loaded sorted by customer, so their
   (customer, time) index grows at its right edge instead of at random places.
-* Foreign keys: a per-row FK trigger costs PostgreSQL more than the insert itself. When
+* Foreign keys: per-row FK triggers cost PostgreSQL about as much as the inserts. When
   the role may (superuser, or SET granted on ``session_replication_role``) and no
   other trigger exists on the three tables, the writer checks the references itself —
   the store and every customer are locked ``FOR KEY SHARE`` in one statement each,
@@ -17,8 +17,13 @@ from Arrow arrays, inside the caller's transaction (so all-or-nothing holds):
   this transaction — and loads with ``session_replication_role = replica`` for the
   COPYs only (``SET LOCAL``, reset right after). ``fk_triggers=True`` keeps the
   triggers (about twice the load time).
-* SQLite: ``executemany`` on the raw sqlite3 connection. The session began with
-  ``BEGIN IMMEDIATE`` so it holds the write lock and ids follow ``MAX(id)``.
+* SQLite: ``executemany`` on the raw sqlite3 connection, with a large page cache for
+  the load. The session began with ``BEGIN IMMEDIATE``: it holds the write lock, so
+  ids follow ``MAX(id)`` and no other writer can race it.
+
+The look-ups of the import (orders and customers by external id, stored orders for a
+re-import) are here too: on PostgreSQL one statement joined with ``unnest(array)``
+instead of thousands of chunked ``IN`` lists.
 
 Everything that decides *what* is written (validation, money, status rules) happens
 before, in `files.py` and the order services; this module only moves validated columns.
