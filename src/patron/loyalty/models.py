@@ -7,7 +7,7 @@ it under the account's row lock, and checked against it by ``check_invariants``.
 from __future__ import annotations
 
 import enum
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -242,3 +242,63 @@ class ProgramVersion(Base):
     source: Mapped[str] = mapped_column(String(16))  # api | cli
     api_key_id: Mapped[int | None] = mapped_column(ForeignKey("api_keys.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class LoyaltyMember(Base):
+    """A member's standing in the programme: tier, when it is next reviewed, check-ins.
+
+    Kept apart from ``loyalty_accounts`` so the ledger's hot path never touches it; a
+    customer without a row holds the programme's first tier.
+    """
+
+    __tablename__ = "loyalty_members"
+    __table_args__ = (
+        UniqueConstraint("store_id", "customer_id"),
+        Index("ix_loyalty_members_review", "store_id", "review_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    store_id: Mapped[int] = mapped_column(ForeignKey("stores.id", ondelete="CASCADE"))
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"))
+    tier: Mapped[str] = mapped_column(String(64))
+    tier_since: Mapped[datetime]
+    # The end of the period the tier is reviewed against (downgrades happen only here).
+    review_at: Mapped[datetime | None]
+    last_check_in: Mapped[date | None]  # store-time day
+    streak: Mapped[int] = mapped_column(default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class TierChange(Base):
+    """Tier history: every entry into, upgrade, kept review and downgrade of a tier."""
+
+    __tablename__ = "loyalty_tier_changes"
+    __table_args__ = (Index("ix_loyalty_tier_changes_member", "store_id", "customer_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    store_id: Mapped[int] = mapped_column(ForeignKey("stores.id", ondelete="CASCADE"))
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"))
+    from_tier: Mapped[str | None] = mapped_column(String(64))
+    to_tier: Mapped[str] = mapped_column(String(64))
+    change: Mapped[str] = mapped_column(String(16))  # enter | upgrade | keep | downgrade
+    reason: Mapped[str] = mapped_column(String(500))
+    value: Mapped[int] = mapped_column(BigInteger)  # the qualifying value decided on
+    program_version: Mapped[int | None]
+    occurred_at: Mapped[datetime]
+
+
+class RuleUsage(Base):
+    """Points an earning rule gave in one period: per member (``customer_id``) for
+    ``caps.per_customer``, or for the whole store (``customer_id`` 0) for ``caps.budget``.
+    ``period_start`` is the store-time period's first instant (1970-01-01 for "ever")."""
+
+    __tablename__ = "loyalty_rule_usage"
+    __table_args__ = (UniqueConstraint("store_id", "rule_id", "customer_id", "period_start"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    store_id: Mapped[int] = mapped_column(ForeignKey("stores.id", ondelete="CASCADE"))
+    rule_id: Mapped[str] = mapped_column(String(64))
+    customer_id: Mapped[int] = mapped_column(BigInteger)  # 0: the campaign budget
+    period_start: Mapped[datetime]
+    points: Mapped[int] = mapped_column(BigInteger, default=0)
