@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from patron.customers.models import Consent, Customer, Touchpoint
-from patron.kit.repository import chunks, insert_rows, table_of, update_by_id
+from patron.kit.repository import chunks, insert_rows, select_by_keys, table_of, update_by_id
 
 
 def get_by_external_id(session: Session, store_id: int, external_id: str) -> Customer | None:
@@ -52,16 +52,14 @@ def states_by_external_id(
     session: Session, store_id: int, external_ids: Sequence[str]
 ) -> dict[str, tuple[int, str | None]]:
     """external id -> (id, payload hash) for those that exist."""
-    found: dict[str, tuple[int, str | None]] = {}
-    for chunk in chunks(external_ids):
-        rows = session.execute(
-            select(Customer.external_id, Customer.id, Customer.payload_hash).where(
-                Customer.store_id == store_id, Customer.external_id.in_(chunk)
-            )
-        )
-        for ext, cid, digest in rows:
-            found[ext] = (cid, digest)
-    return found
+    rows = select_by_keys(
+        session,
+        (Customer.external_id, Customer.id, Customer.payload_hash),
+        Customer.external_id,
+        external_ids,
+        Customer.store_id == store_id,
+    )
+    return {ext: (cid, digest) for ext, cid, digest in rows}
 
 
 def insert_new(session: Session, rows: list[dict[str, Any]]) -> dict[str, int]:

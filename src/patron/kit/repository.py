@@ -7,7 +7,7 @@ import json
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import Table, bindparam, update
+from sqlalchemy import ColumnElement, Table, bindparam, func, select, true, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import Insert
@@ -27,6 +27,41 @@ CHUNK = 2000
 def chunks(items: Sequence[T], size: int = CHUNK) -> Iterator[Sequence[T]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+def select_by_keys(
+    session: Session,
+    columns: Sequence[Any],
+    key: Any,  # a column or mapped attribute
+    keys: Sequence[Any],
+    *where: ColumnElement[bool],
+    one_per_key: bool = True,
+) -> Iterator[Any]:
+    """Rows of ``columns`` whose ``key`` is one of ``keys`` and that match ``where``.
+
+    On PostgreSQL each key is one index probe (a LATERAL look-up per unnested key). An
+    ``IN`` list is planned from table statistics instead, and when they are stale (a
+    store that just grew by a million orders, autovacuum behind or off) the planner
+    scans the whole store for every batch: 0.2-0.4 s per 5,000 keys at 1M orders and
+    growing, against 0.05 s for the probes. ``one_per_key``: a key matches at most one
+    row (a unique key), so each probe stops at the first.
+    """
+    keys = list(dict.fromkeys(keys))
+    if session.get_bind().dialect.name != "postgresql":
+        for chunk in chunks(keys):
+            yield from session.execute(select(*columns).where(*where, key.in_(chunk)))
+        return
+    for chunk in chunks(keys, 10_000):
+        wanted = (
+            func.unnest(bindparam(None, list(chunk), type_=postgresql.ARRAY(key.type)))
+            .table_valued("value")
+            .render_derived(name="wanted")
+        )
+        probe = select(*columns).where(*where, key == wanted.c.value)
+        if one_per_key:
+            probe = probe.limit(1)
+        found = probe.lateral("found")
+        yield from session.execute(select(found).select_from(wanted).join(found, true()))
 
 
 def insert_ignoring_conflicts(session: Session, table: Table, *conflict_columns: str) -> Insert:

@@ -11,7 +11,13 @@ from sqlalchemy import Table, bindparam, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from patron.customers.models import Customer
-from patron.kit.repository import chunks, insert_ignoring_conflicts, table_of, update_by_id
+from patron.kit.repository import (
+    chunks,
+    insert_ignoring_conflicts,
+    select_by_keys,
+    table_of,
+    update_by_id,
+)
 from patron.loyalty.models import (
     Currency,
     EntryKind,
@@ -244,14 +250,16 @@ def insert_entries(session: Session, rows: list[dict[str, Any]]) -> dict[tuple[s
 def entries_by_keys(session: Session, store_id: int, keys: Sequence[str]) -> dict[str, list[Any]]:
     """key -> the entries of that event, in order, for the keys already used."""
     found: dict[str, list[Any]] = {}
-    for chunk in chunks(sorted(set(keys))):
-        rows = session.execute(
-            select(ENTRIES)
-            .where(ENTRIES.c.store_id == store_id, ENTRIES.c.idempotency_key.in_(chunk))
-            .order_by(ENTRIES.c.idempotency_key, ENTRIES.c.seq)
-        )
-        for row in rows:
-            found.setdefault(row.idempotency_key, []).append(row)
+    rows = select_by_keys(
+        session,
+        tuple(ENTRIES.c),
+        ENTRIES.c.idempotency_key,
+        keys,
+        ENTRIES.c.store_id == store_id,
+        one_per_key=False,
+    )
+    for row in sorted(rows, key=lambda r: (r.idempotency_key, r.seq)):
+        found.setdefault(row.idempotency_key, []).append(row)
     return found
 
 

@@ -13,6 +13,7 @@ from patron.kit.repository import (
     chunks,
     insert_ignoring_conflicts,
     insert_rows,
+    select_by_keys,
     table_of,
     update_by_id,
 )
@@ -29,20 +30,17 @@ class OrderState(NamedTuple):
 def order_states(
     session: Session, store_id: int, external_ids: Sequence[str]
 ) -> dict[str, OrderState]:
-    found: dict[str, OrderState] = {}
-    for chunk in chunks(external_ids):
-        rows = session.execute(
-            select(
-                Order.external_id,
-                Order.id,
-                Order.payload_hash,
-                Order.status,
-                Order.customer_id,
-            ).where(Order.store_id == store_id, Order.external_id.in_(chunk))
-        )
-        for ext, oid, digest, status, customer_id in rows:
-            found[ext] = OrderState(oid, digest, status, customer_id)
-    return found
+    rows = select_by_keys(
+        session,
+        (Order.external_id, Order.id, Order.payload_hash, Order.status, Order.customer_id),
+        Order.external_id,
+        external_ids,
+        Order.store_id == store_id,
+    )
+    return {
+        ext: OrderState(oid, digest, OrderStatus(status), customer_id)
+        for ext, oid, digest, status, customer_id in rows
+    }
 
 
 def insert_orders(session: Session, rows: list[dict[str, Any]]) -> dict[str, int]:
@@ -154,15 +152,14 @@ def insert_pending_refund(session: Session, row: dict[str, Any]) -> bool:
 def product_states(
     session: Session, store_id: int, skus: Sequence[str]
 ) -> dict[str, tuple[int, str | None]]:
-    found: dict[str, tuple[int, str | None]] = {}
-    for chunk in chunks(skus):
-        for sku, pid, digest in session.execute(
-            select(Product.sku, Product.id, Product.payload_hash).where(
-                Product.store_id == store_id, Product.sku.in_(chunk)
-            )
-        ):
-            found[sku] = (pid, digest)
-    return found
+    rows = select_by_keys(
+        session,
+        (Product.sku, Product.id, Product.payload_hash),
+        Product.sku,
+        skus,
+        Product.store_id == store_id,
+    )
+    return {sku: (pid, digest) for sku, pid, digest in rows}
 
 
 def insert_products(session: Session, rows: list[dict[str, Any]]) -> dict[str, int]:
