@@ -54,6 +54,7 @@ def upgrade() -> None:
         sa.Column("tier", sa.String(length=64), nullable=False),
         sa.Column("tier_since", patron.db.UTCDateTime(timezone=True), nullable=False),
         sa.Column("review_at", patron.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("check_at", patron.db.UTCDateTime(timezone=True), nullable=True),
         sa.Column("last_check_in", sa.Date(), nullable=True),
         sa.Column("streak", sa.Integer(), nullable=False),
         sa.Column("created_at", patron.db.UTCDateTime(timezone=True), nullable=False),
@@ -76,7 +77,7 @@ def upgrade() -> None:
         ),
     )
     with op.batch_alter_table("loyalty_members", schema=None) as batch_op:
-        batch_op.create_index("ix_loyalty_members_review", ["store_id", "review_at"], unique=False)
+        batch_op.create_index("ix_loyalty_members_check", ["store_id", "check_at"], unique=False)
 
     op.create_table(
         "loyalty_tier_changes",
@@ -121,7 +122,7 @@ def downgrade() -> None:
 
     op.drop_table("loyalty_tier_changes")
     with op.batch_alter_table("loyalty_members", schema=None) as batch_op:
-        batch_op.drop_index("ix_loyalty_members_review")
+        batch_op.drop_index("ix_loyalty_members_check")
 
     op.drop_table("loyalty_members")
     op.drop_table("loyalty_rule_usage")

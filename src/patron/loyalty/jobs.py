@@ -1,4 +1,5 @@
-"""Scheduled ledger jobs: pending points mature, due lots expire, timed-out holds release.
+"""Scheduled loyalty jobs: pending points mature, due lots expire, timed-out holds release,
+tiers are reviewed (period ends, and pending growth that starts to count).
 
 ``run_due`` brings one store up to date; ``patron worker`` runs it for every store on a
 schedule. Each job is idempotent (reserved per-lot / per-hold keys under the account
@@ -13,6 +14,8 @@ from datetime import datetime
 from sqlalchemy.orm import Session
 
 from patron.kit.clock import as_utc, utcnow
+from patron.loyalty import membership
+from patron.loyalty.orders import active_program
 from patron.loyalty.service import ledger
 from patron.stores.models import Store
 
@@ -24,16 +27,18 @@ class JobRun:
     matured: int = 0
     expired: int = 0
     released: int = 0
+    tiers: int = 0  # members whose tier was looked at
 
     @property
     def total(self) -> int:
-        return self.matured + self.expired + self.released
+        return self.matured + self.expired + self.released + self.tiers
 
     def __add__(self, other: JobRun) -> JobRun:
         return JobRun(
             self.matured + other.matured,
             self.expired + other.expired,
             self.released + other.released,
+            self.tiers + other.tiers,
         )
 
 
@@ -51,4 +56,13 @@ def run_due(session: Session, store: Store, now: datetime | None = None) -> JobR
             if n == 0:
                 break
         counts.append(written)
-    return JobRun(*counts)
+    reviewed = 0
+    program = active_program(session, store)
+    if program is not None:
+        for _ in range(MAX_ROUNDS):
+            n = membership.review_due(session, store, program, now)
+            reviewed += n
+            if n == 0:
+                break
+    matured, expired, released = counts
+    return JobRun(matured, expired, released, reviewed)

@@ -254,7 +254,7 @@ class LoyaltyMember(Base):
     __tablename__ = "loyalty_members"
     __table_args__ = (
         UniqueConstraint("store_id", "customer_id"),
-        Index("ix_loyalty_members_review", "store_id", "review_at"),
+        Index("ix_loyalty_members_check", "store_id", "check_at"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -264,6 +264,9 @@ class LoyaltyMember(Base):
     tier_since: Mapped[datetime]
     # The end of the period the tier is reviewed against (downgrades happen only here).
     review_at: Mapped[datetime | None]
+    # When the tier must next be looked at: the review, or sooner when pending growth
+    # (or a pending order, for spend and order-count tiers) starts counting.
+    check_at: Mapped[datetime | None]
     last_check_in: Mapped[date | None]  # store-time day
     streak: Mapped[int] = mapped_column(default=0)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -41,7 +41,9 @@ from sqlalchemy.orm import Session, aliased
 from patron.customers.models import Customer
 from patron.kit.clock import as_utc, utcnow, zone
 from patron.kit.repository import chunks
+from patron.loyalty import membership
 from patron.loyalty import repository as ledger_repo
+from patron.loyalty.membership import member_tiers
 from patron.loyalty.models import Currency
 from patron.loyalty.program import ProgramConfig
 from patron.loyalty.programs import active_row, load
@@ -170,6 +172,7 @@ def _earnings(
             )
         ):
             members[cid] = (birthday, attributes or {})
+    tiers = member_tiers(session, store.id, [o.customer_id for o in todo])
     tz = zone(store.timezone)
     expiry: dict[date, datetime | None] = {}  # by store-time day of delivery
     out: list[Earning] = []
@@ -189,7 +192,7 @@ def _earnings(
         )
         context = MemberContext(
             timezone=store.timezone,
-            tier=None,  # the first tier: the ledger does not record members' tiers yet
+            tier=tiers.get(o.customer_id),
             first_order=bool(o.first_order),
             birthday=birthday,
             attributes=attributes,
@@ -226,6 +229,7 @@ def _earn(
     earnings = _earnings(session, store, program, orders, now)
     if earnings:
         ledger.earn_many(session, store, earnings, now=now)
+        membership.refresh(session, store, program, [e.customer_id for e in earnings], now)
     return len(earnings)
 
 
@@ -272,6 +276,7 @@ def on_orders_changed(
         cancelled = [o for o in orders if o.status == OrderStatus.cancelled]
         if cancelled:
             _cancel(session, store, cancelled, now)
+            membership.refresh(session, store, program, [o.customer_id for o in cancelled], now)
     return earned
 
 
@@ -297,6 +302,7 @@ def on_refund(
     growth = _share(net.get(Currency.growth, 0), amount_minor, left)
     if points <= 0 and growth <= 0:
         return
+    program = active_program(session, store)
     ledger.clawback(
         session,
         store,
@@ -308,6 +314,8 @@ def on_refund(
         reason=f"refund {refund_external_id} of order {order.external_id}",
         now=now,
     )
+    if program is not None:
+        membership.refresh(session, store, program, [order.customer_id], now)
 
 
 def award_delivered(

@@ -112,3 +112,61 @@ class LiabilityOut(BaseModel):
     points_clawed_back: int
     points_adjusted: int = Field(description="Net admin adjustments.")
     breakage_rate: Decimal | None = Field(description="Expired / earned; null before any earning.")
+
+
+class LocalNameOut(BaseModel):
+    en: str | None
+    zh: str | None
+
+
+class TierBenefitsOut(BaseModel):
+    earn_multiplier: Decimal
+    member_price_percent: int
+    free_shipping: bool
+    birthday_gift_points: int
+    member_only_rewards: bool
+
+
+class TierRefOut(BaseModel):
+    code: str
+    name: LocalNameOut
+    threshold: Decimal = Field(description="Growth, orders, or spend in the currency.")
+
+
+class TierOut(TierRefOut):
+    benefits: TierBenefitsOut
+
+
+class StandingOut(BaseModel):
+    """A member's tier and how far the next one is (会员等级与升级进度)."""
+
+    tier: TierOut
+    since: datetime | None = Field(description="When the member reached this tier.")
+    review_at: datetime | None = Field(
+        description="The period end at which the tier is reviewed (kept or lowered)."
+    )
+    qualify_on: str = Field(description="growth, spend or orders")
+    window: str = Field(description="`calendar_year` or `rolling N days`")
+    value: Decimal = Field(description="Qualifying value in the current window.")
+    retain: Decimal = Field(description="Value needed by the review to keep the tier.")
+    next_tier: TierRefOut | None
+    missing: Decimal = Field(description="Value still missing for the next tier.")
+    message: str
+    message_zh: str
+
+
+class TierChangeOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    from_tier: str | None
+    to_tier: str
+    change: str
+    reason: str
+    value: int
+    program_version: int | None
+    occurred_at: datetime
+
+
+class TierHistoryPage(BaseModel):
+    items: list[TierChangeOut]

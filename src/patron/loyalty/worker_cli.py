@@ -33,7 +33,7 @@ def worker_command(
     abandoned checkouts return. Idempotent: safe to run twice or alongside another worker."""
     from patron.db import unit_of_work
     from patron.errors import PatronError
-    from patron.loyalty.jobs import run_due
+    from patron.loyalty.jobs import JobRun, run_due
     from patron.loyalty.orders import award_delivered
     from patron.stores.models import Store
     from patron.stores.service import stores as store_service
@@ -56,7 +56,7 @@ def worker_command(
                 )
         while True:
             started = time.perf_counter()
-            total = matured = expired = released = 0
+            total_run = JobRun()
             names = slugs()
             failed = []
             for slug in names:
@@ -69,15 +69,11 @@ def worker_command(
                     failed.append(slug)
                     console.log(f"[red]worker: store {slug} failed:[/red] {exc!r}")
                     continue
-                matured, expired, released = (
-                    matured + run.matured,
-                    expired + run.expired,
-                    released + run.released,
-                )
-                total += run.total
+                total_run += run
             console.log(
-                f"worker: {len(names)} store(s), {matured:,} matured, {expired:,} expired, "
-                f"{released:,} holds released ({total:,} entries) "
+                f"worker: {len(names)} store(s), {total_run.matured:,} matured, "
+                f"{total_run.expired:,} expired, {total_run.released:,} holds released, "
+                f"{total_run.tiers:,} tiers reviewed "
                 f"in {time.perf_counter() - started:.2f}s"
             )
             if once:

@@ -1,0 +1,115 @@
+"""Tier routes: a member's tier, progress to the next and tier history (member and admin)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query
+from sqlalchemy.orm import Session
+
+from patron.auth import Principal, Scope, SessionDep, require
+from patron.errors import NotFound
+from patron.kit.money import from_minor
+from patron.kit.text import CleanText
+from patron.loyalty import membership
+from patron.loyalty.orders import active_program
+from patron.loyalty.program import ProgramConfig, TierDef
+from patron.loyalty.schemas import (
+    LocalNameOut,
+    StandingOut,
+    TierBenefitsOut,
+    TierChangeOut,
+    TierHistoryPage,
+    TierOut,
+    TierRefOut,
+)
+from patron.loyalty.service import ledger
+from patron.stores.models import Store
+
+router = APIRouter(tags=["tiers"])
+Read = Annotated[Principal, require(Scope.read)]
+Member = Annotated[Principal, require(Scope.member)]
+ExtId = Annotated[CleanText, Path(min_length=1, max_length=128)]
+Limit = Annotated[int, Query(ge=1, le=500)]
+
+
+def program_of(session: Session, store: Store) -> ProgramConfig:
+    program = active_program(session, store)
+    if program is None:
+        raise NotFound("This store has no loyalty programme yet (PUT /v1/loyalty/program).")
+    return program
+
+
+def _value(program: ProgramConfig, value: int) -> Decimal:
+    """A qualifying value as shown: currency units for spend tiers, else a count."""
+    if program.tiers[0].qualify_on == "spend":
+        return from_minor(value, program.currency)
+    return Decimal(value)
+
+
+def _ref(tier: TierDef) -> TierRefOut:
+    return TierRefOut(
+        code=tier.code,
+        name=LocalNameOut(en=tier.name.en, zh=tier.name.zh),
+        threshold=tier.threshold,
+    )
+
+
+def _standing(session: Session, store: Store, customer_id: int) -> StandingOut:
+    program = program_of(session, store)
+    found = membership.standing(session, store, program, customer_id)
+    tier, progress = found.tier, found.progress
+    nxt = program.tier(progress.next) if progress.next else None
+    window = tier.window
+    return StandingOut(
+        tier=TierOut(
+            **_ref(tier).model_dump(),
+            benefits=TierBenefitsOut(**tier.benefits.model_dump()),
+        ),
+        since=found.since,
+        review_at=found.review_at,
+        qualify_on=tier.qualify_on,
+        window="calendar_year" if window.calendar_year else f"rolling {window.rolling_days} days",
+        value=_value(program, found.value),
+        retain=_value(program, found.retain),
+        next_tier=_ref(nxt) if nxt else None,
+        missing=_value(program, progress.missing),
+        message=progress.message,
+        message_zh=progress.message_zh,
+    )
+
+
+def _history(session: Session, store: Store, customer_id: int, limit: int) -> TierHistoryPage:
+    rows = membership.tier_history(session, store, customer_id, limit)
+    return TierHistoryPage(items=[TierChangeOut.model_validate(r) for r in rows])
+
+
+@router.get("/v1/me/tier", response_model=StandingOut, tags=["member"])
+def my_tier(session: SessionDep, who: Member) -> StandingOut:
+    """The signed-in member's tier, benefits and progress ("spend 320 more to reach Gold")."""
+    assert who.customer_id is not None
+    ledger.require_member(session, who.store, who.customer_id)
+    return _standing(session, who.store, who.customer_id)
+
+
+@router.get("/v1/me/tier/history", response_model=TierHistoryPage, tags=["member"])
+def my_tier_history(session: SessionDep, who: Member, limit: Limit = 20) -> TierHistoryPage:
+    assert who.customer_id is not None
+    ledger.require_member(session, who.store, who.customer_id)
+    return _history(session, who.store, who.customer_id, limit)
+
+
+@router.get("/v1/customers/{external_id}/tier", response_model=StandingOut)
+def customer_tier(external_id: ExtId, session: SessionDep, who: Read) -> StandingOut:
+    customer_id = ledger.customer_id(session, who.store, external_id)
+    return _standing(session, who.store, customer_id)
+
+
+@router.get("/v1/customers/{external_id}/tier/history", response_model=TierHistoryPage)
+def customer_tier_history(
+    external_id: ExtId, session: SessionDep, who: Read, limit: Limit = 50
+) -> TierHistoryPage:
+    """Every tier change of the member, newest first: entries, upgrades, reviews."""
+    customer_id = ledger.customer_id(session, who.store, external_id)
+    return _history(session, who.store, customer_id, limit)
