@@ -121,6 +121,7 @@ def _fill(engine: Engine, customers: int, orders: int, seed: int, db: Path) -> N
     from patron.db import unit_of_work
     from patron.demo.generator import GeneratorParams, generate, write_shop
     from patron.ingest.files import import_file
+    from patron.loyalty.jobs import run_due
     from patron.loyalty.orders import award_delivered
     from patron.loyalty.program import load_yaml
     from patron.loyalty.programs import programs
@@ -166,9 +167,14 @@ def _fill(engine: Engine, customers: int, orders: int, seed: int, db: Path) -> N
         console.status("awarding points for delivered orders…"),
         unit_of_work(engine) as session,
     ):
-        earned = award_delivered(session, stores.get(session, DEMO_SLUG))
+        demo_store = stores.get(session, DEMO_SLUG)
+        earned = award_delivered(session, demo_store)
+        # Points past their return window mature, old lots expire, tiers count what matured.
+        jobs = run_due(session, demo_store)
     console.print(
-        f"{earned:,} delivered orders earned points in {time.perf_counter() - points_started:.1f}s"
+        f"{earned:,} delivered orders earned points, {jobs.matured:,} lots matured, "
+        f"{jobs.expired:,} expired, {jobs.tiers:,} tiers reviewed "
+        f"in {time.perf_counter() - points_started:.1f}s"
     )
     console.print(
         f"demo store ready in {time.perf_counter() - started:.1f}s (ground truth in {data_dir})"
