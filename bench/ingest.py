@@ -135,10 +135,8 @@ def order_bodies(orders_csv: Path) -> list[dict[str, Any]]:
     return list(bodies.values())
 
 
-def bench_api(
-    db: Database, bodies: list[dict[str, Any]], batch: int, clients: int, workers: int
-) -> tuple[float, int]:
-    _, key = db.new_store()
+def start_server(db: Database, workers: int) -> tuple[subprocess.Popen[bytes], str]:
+    """A real uvicorn server on the database, answering /healthz: (process, base URL)."""
     port = free_port()
     env = {**os.environ, "PATRON_DATABASE_URL": db.url}
     server = subprocess.Popen(
@@ -161,13 +159,21 @@ def bench_api(
         env=env,
     )
     base = f"http://127.0.0.1:{port}"
+    for _ in range(200):
+        try:
+            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    return server, base
+
+
+def bench_api(
+    db: Database, bodies: list[dict[str, Any]], batch: int, clients: int, workers: int
+) -> tuple[float, int]:
+    _, key = db.new_store()
+    server, base = start_server(db, workers)
     try:
-        for _ in range(200):
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
         payloads = [
             json.dumps({"records": bodies[i : i + batch]}).encode()
             for i in range(0, len(bodies), batch)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
@@ -17,8 +18,12 @@ from patron.customers.endpoints import router as customers_router
 from patron.db import default_engine, session_factory
 from patron.ingest.endpoints import router as webhooks_router
 from patron.loyalty.endpoints import router as loyalty_router
+from patron.loyalty.jobs import Scheduler
+from patron.loyalty.member_endpoints import router as tiers_router
 from patron.loyalty.program_endpoints import router as program_router
 from patron.orders.endpoints import router as orders_router
+from patron.referrals.endpoints import router as referrals_router
+from patron.rewards.endpoints import router as rewards_router
 
 LATENCY = Histogram(
     "patron_http_request_duration_seconds", "HTTP request latency", ["method", "route", "status"]
@@ -34,12 +39,29 @@ member token. Errors are RFC 9457 `application/problem+json`.
 """
 
 
-def create_app(engine: Engine | None = None) -> FastAPI:
+def create_app(engine: Engine | None = None, *, jobs_interval: float | None = None) -> FastAPI:
+    """The API. ``jobs_interval``: also run the loyalty jobs (maturing, expiry, tiers,
+    birthdays, referrals, surprises) every that many seconds while the app is up."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        scheduler = None
+        if jobs_interval:
+            scheduler = Scheduler(app.state.engine, jobs_interval)
+            scheduler.start()
+        app.state.scheduler = scheduler
+        try:
+            yield
+        finally:
+            if scheduler is not None:
+                scheduler.stop()
+
     app = FastAPI(
         title="Patron",
         version=__version__,
         description=DESCRIPTION,
         default_response_class=errors.SafeJSONResponse,
+        lifespan=lifespan,
     )
     app.state.engine = engine or default_engine()
     app.state.sessionmaker = session_factory(app.state.engine)
@@ -74,7 +96,10 @@ def create_app(engine: Engine | None = None) -> FastAPI:
     app.include_router(orders_router)
     app.include_router(webhooks_router)
     app.include_router(loyalty_router)
+    app.include_router(tiers_router)
     app.include_router(program_router)
+    app.include_router(rewards_router)
+    app.include_router(referrals_router)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

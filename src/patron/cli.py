@@ -17,6 +17,8 @@ from patron.errors import PatronError
 from patron.ingest.cli import import_app
 from patron.loyalty.cli import program_app
 from patron.loyalty.worker_cli import worker_command
+from patron.referrals.cli import referrals_app
+from patron.rewards.cli import rewards_app
 from patron.stores.service import stores
 
 app = typer.Typer(
@@ -32,6 +34,8 @@ app.add_typer(stores_app, name="stores")
 app.add_typer(keys_app, name="keys")
 app.add_typer(import_app, name="import")
 app.add_typer(program_app, name="program")
+app.add_typer(rewards_app, name="rewards")
+app.add_typer(referrals_app, name="referrals")
 console = Console()
 err = Console(stderr=True)
 
@@ -153,8 +157,17 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Bind address.")] = None,
     port: Annotated[int | None, typer.Option(help="Port.")] = None,
     migrate: Annotated[bool, typer.Option(help="Upgrade the schema first.")] = True,
+    jobs: Annotated[
+        float,
+        typer.Option(
+            "--jobs-interval",
+            min=0,
+            help="Run the loyalty jobs in the server every N seconds (0: off, e.g. when "
+            "`patron worker` runs them).",
+        ),
+    ] = 60,
 ) -> None:
-    """Serve the API (docs at /docs)."""
+    """Serve the API (docs at /docs), running the loyalty jobs on a schedule."""
     import uvicorn
 
     from patron.app import create_app
@@ -164,5 +177,8 @@ def serve(
     if migrate:
         upgrade(default_engine())
     uvicorn.run(
-        create_app(), host=host or settings.host, port=port or settings.port, log_level="info"
+        create_app(jobs_interval=jobs or None),
+        host=host or settings.host,
+        port=port or settings.port,
+        log_level="info",
     )

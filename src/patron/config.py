@@ -16,6 +16,8 @@ class Settings(BaseSettings):
     # Records per bulk call: large enough for fast back-fills, small enough to bound a request.
     bulk_max_records: int = 10_000
     member_token_ttl_seconds: int = 900
+    # Where share links point (`{base}/r/{code}`); default: the API's own base URL.
+    referral_base_url: str | None = None
     sql_echo: bool = False
 
 

@@ -3,13 +3,16 @@ running them twice changes nothing. ``patron worker --once`` runs them for every
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 from typer.testing import CliRunner
 
+from patron.app import create_app
 from patron.cli import app
 from patron.config import get_settings
 from patron.db import default_engine, unit_of_work
@@ -88,6 +91,29 @@ def test_worker_once(cli: CliRunner, engine: Engine, store: Store, member: int) 
     assert balance(engine, store, member).points_available == 10
     again = cli.invoke(app, ["worker", "--once", "--store", store.slug, "--backfill"])
     assert again.exit_code == 0, again.output
-    assert "1 store(s), 0 matured" in again.output
+    assert "worker: 0 matured" in again.output
     missing = cli.invoke(app, ["worker", "--once", "--store", "no-such-store"])
     assert missing.exit_code == 1
+
+
+def test_the_server_runs_the_jobs_on_a_schedule(engine: Engine, store: Store, member: int) -> None:
+    """`patron serve` needs no separate worker: the app's scheduler matures due points."""
+    now = datetime.now(UTC)
+    with unit_of_work(engine) as session:
+        ledger.earn(
+            session, session.merge(store), member, key="o-1", points=10, reason="order",
+            available_at=now - DAY, now=now - 2 * DAY,
+        )  # fmt: skip
+    app_ = create_app(engine, jobs_interval=0.05)
+    with TestClient(app_):
+        scheduler = app_.state.scheduler
+        deadline = time.monotonic() + 10
+        while balance(engine, store, member).points_available != 10:
+            assert time.monotonic() < deadline, "the scheduler did not run the jobs"
+            time.sleep(0.05)
+        assert scheduler.runs >= 1
+    # Stopped with the app: no run after shutdown.
+    runs = scheduler.runs
+    time.sleep(0.2)
+    assert scheduler.runs == runs
+    assert create_app(engine).state.__dict__.get("scheduler") is None

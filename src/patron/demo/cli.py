@@ -112,7 +112,7 @@ def demo_command(
 
         from patron.app import create_app
 
-        uvicorn.run(create_app(engine), host=host, port=port, log_level="info")
+        uvicorn.run(create_app(engine, jobs_interval=60), host=host, port=port, log_level="info")
 
 
 def _fill(engine: Engine, customers: int, orders: int, seed: int, db: Path) -> None:

@@ -1,5 +1,6 @@
 """Scheduled loyalty jobs: pending points mature, due lots expire, timed-out holds release,
-tiers are reviewed (period ends, and pending growth that starts to count).
+tiers are reviewed (period ends, and pending growth that starts to count), birthday gifts,
+referral rewards past the return window, surprise gifts that are due.
 
 ``run_due`` brings one store up to date; ``patron worker`` runs it for every store on a
 schedule. Each job is idempotent (reserved per-lot / per-hold keys under the account
@@ -8,17 +9,23 @@ lock), so running twice, or concurrently, writes nothing the second time.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+import threading
+from dataclasses import astuple, dataclass
 from datetime import datetime
 
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
+from patron.errors import NotFound
 from patron.kit.clock import as_utc, utcnow
-from patron.loyalty import membership
+from patron.loyalty import actions, membership
 from patron.loyalty.orders import active_program
 from patron.loyalty.service import ledger
+from patron.referrals.service import run_referrals, run_surprises
 from patron.stores.models import Store
 
+log = logging.getLogger("patron.jobs")
 MAX_ROUNDS = 10_000  # a guard: each round handles up to 500 accounts
 
 
@@ -28,18 +35,16 @@ class JobRun:
     expired: int = 0
     released: int = 0
     tiers: int = 0  # members whose tier was looked at
+    birthdays: int = 0  # birthday gifts credited
+    referrals: int = 0  # referrals rewarded (both sides)
+    surprises: int = 0  # surprise gifts given
 
     @property
     def total(self) -> int:
-        return self.matured + self.expired + self.released + self.tiers
+        return sum(astuple(self))
 
     def __add__(self, other: JobRun) -> JobRun:
-        return JobRun(
-            self.matured + other.matured,
-            self.expired + other.expired,
-            self.released + other.released,
-            self.tiers + other.tiers,
-        )
+        return JobRun(*(a + b for a, b in zip(astuple(self), astuple(other), strict=True)))
 
 
 def run_due(session: Session, store: Store, now: datetime | None = None) -> JobRun:
@@ -56,7 +61,7 @@ def run_due(session: Session, store: Store, now: datetime | None = None) -> JobR
             if n == 0:
                 break
         counts.append(written)
-    reviewed = 0
+    reviewed = gifts = rewarded = surprised = 0
     program = active_program(session, store)
     if program is not None:
         for _ in range(MAX_ROUNDS):
@@ -64,5 +69,74 @@ def run_due(session: Session, store: Store, now: datetime | None = None) -> JobR
             reviewed += n
             if n == 0:
                 break
+        gifts = actions.birthdays(session, store, now)
+        rewarded = run_referrals(session, store, now)
+        surprised = run_surprises(session, store, now)
     matured, expired, released = counts
-    return JobRun(matured, expired, released, reviewed)
+    return JobRun(matured, expired, released, reviewed, gifts, rewarded, surprised)
+
+
+def run_all(
+    engine: Engine | None = None, store: str | None = None, now: datetime | None = None
+) -> tuple[JobRun, list[str]]:
+    """``run_due`` for every store (or one, by slug), each in its own transaction; a store
+    that fails is logged and skipped so it cannot stop the others. Returns the summed run
+    and the slugs that failed."""
+    from patron.db import unit_of_work
+    from patron.stores.models import Store as StoreRow
+
+    if store is not None:
+        slugs = [store]
+    else:
+        with unit_of_work(engine) as session:
+            slugs = list(session.scalars(select(StoreRow.slug).order_by(StoreRow.id)))
+    total, failed = JobRun(), []
+    for slug in slugs:
+        try:
+            with unit_of_work(engine) as session:
+                row = session.scalars(select(StoreRow).where(StoreRow.slug == slug)).first()
+                if row is None:
+                    raise NotFound(f"No store {slug!r}.")
+                total += run_due(session, row, now)
+        except NotFound:
+            raise
+        except Exception:  # one store's failure must not stop the others
+            log.exception("loyalty jobs failed for store %s", slug)
+            failed.append(slug)
+    return total, failed
+
+
+class Scheduler:
+    """Runs the loyalty jobs every ``interval`` seconds on a background thread, for
+    ``patron serve`` (no separate worker needed). Several server processes may each run
+    one: every job is idempotent and safe to run concurrently."""
+
+    def __init__(self, engine: Engine, interval: float) -> None:
+        self.engine = engine
+        self.interval = interval
+        self.runs = 0
+        self.last: JobRun | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name="patron-jobs", daemon=True)
+            self._thread.start()
+
+    def stop(self, timeout: float = 30) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.last, failed = run_all(self.engine)
+                self.runs += 1
+                if self.last.total or failed:
+                    log.info("loyalty jobs: %s; failed stores: %s", self.last, failed or "none")
+            except Exception:
+                log.exception("loyalty jobs failed")
+            self._stop.wait(self.interval)

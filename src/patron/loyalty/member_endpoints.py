@@ -1,21 +1,26 @@
-"""Tier routes: a member's tier, progress to the next and tier history (member and admin)."""
+"""Member routes beyond the balance: tier, progress and tier history; daily check-in;
+actions a store reports (sign-up, profile completed, review, share)."""
 
 from __future__ import annotations
 
 from decimal import Decimal
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path, Query, Response
 from sqlalchemy.orm import Session
 
 from patron.auth import Principal, Scope, SessionDep, require
 from patron.errors import NotFound
 from patron.kit.money import from_minor
 from patron.kit.text import CleanText
-from patron.loyalty import membership
+from patron.loyalty import actions, membership
+from patron.loyalty.endpoints import _balance
 from patron.loyalty.orders import active_program
-from patron.loyalty.program import ProgramConfig, TierDef
+from patron.loyalty.program import EventKind, ProgramConfig, TierDef
 from patron.loyalty.schemas import (
+    ActionIn,
+    ActionOut,
+    FiredRuleOut,
     LocalNameOut,
     StandingOut,
     TierBenefitsOut,
@@ -29,6 +34,7 @@ from patron.stores.models import Store
 
 router = APIRouter(tags=["tiers"])
 Read = Annotated[Principal, require(Scope.read)]
+Ingest = Annotated[Principal, require(Scope.ingest)]
 Member = Annotated[Principal, require(Scope.member)]
 ExtId = Annotated[CleanText, Path(min_length=1, max_length=128)]
 Limit = Annotated[int, Query(ge=1, le=500)]
@@ -113,3 +119,57 @@ def customer_tier_history(
     """Every tier change of the member, newest first: entries, upgrades, reviews."""
     customer_id = ledger.customer_id(session, who.store, external_id)
     return _history(session, who.store, customer_id, limit)
+
+
+def _action(
+    session: Session, store: Store, customer_id: int, done: actions.ActionResult
+) -> ActionOut:
+    fired = done.evaluation.fired if done.evaluation is not None else []
+    return ActionOut(
+        kind=done.kind.value,
+        idempotency_key=done.key,
+        points=done.points,
+        growth=done.growth,
+        replayed=done.replayed,
+        streak=done.streak,
+        rules=[
+            FiredRuleOut(rule_id=t.rule_id, points=t.points, growth=t.growth, reason=t.reason)
+            for t in fired
+        ],
+        balance=_balance(session, store, customer_id),
+    )
+
+
+@router.post(
+    "/v1/me/check-in",
+    response_model=ActionOut,
+    status_code=201,
+    tags=["member"],
+    responses={200: {"model": ActionOut, "description": "Already checked in today"}},
+)
+def my_check_in(session: SessionDep, who: Member, response: Response) -> ActionOut:
+    """Daily check-in (签到): once per store-time day; streak bonuses per the programme's
+    check_in rules. A second check-in the same day answers 200 with ``replayed``."""
+    assert who.customer_id is not None
+    done = actions.check_in(session, who.store, who.customer_id)
+    if done.replayed:
+        response.status_code = 200
+    return _action(session, who.store, who.customer_id, done)
+
+
+@router.post(
+    "/v1/customers/{external_id}/actions",
+    response_model=ActionOut,
+    status_code=201,
+    responses={200: {"model": ActionOut, "description": "A replay: credited before"}},
+)
+def report_action(
+    external_id: ExtId, body: ActionIn, session: SessionDep, who: Ingest, response: Response
+) -> ActionOut:
+    """The store reports what a member did; the programme's rules for that action decide
+    the points (caps and budgets apply). Sign-up and profile completion count once."""
+    customer_id = ledger.customer_id(session, who.store, external_id)
+    done = actions.report(session, who.store, customer_id, EventKind(body.kind), body.key, body.ref)
+    if done.replayed:
+        response.status_code = 200
+    return _action(session, who.store, customer_id, done)

@@ -5,8 +5,9 @@ flush, never commit), and by ``award_delivered`` for orders loaded by file impor
 
 - **Delivery earns.** An order that is delivered (created delivered, or advanced to
   delivered) in a store with an active programme earns what ``rules.evaluate`` gives it
-  (store time zone; the member's tier: the programme's first tier, as the ledger does not
-  store tiers yet; first order = no earlier order of the customer; birthday; attributes),
+  (store time zone; the member's tier from ``loyalty_members``; first order = no
+  earlier order of the customer; birthday; attributes; what capped rules already gave
+  the member this period and what is left of campaign budgets, see ``usage.py``),
   as ``earn(key="order:<ext>:earn", ref=<ext>)``, pending until
   ``program.available_at(delivered_at)``, points expiring at
   ``program.expires_at(delivered_at)``, growth never. An order already earned is skipped
@@ -22,10 +23,11 @@ flush, never commit), and by ``award_delivered`` for orders loaded by file impor
 - **A cancelled order** claws back everything it still holds (``order:<ext>:cancel``).
   Cancelled orders never earn.
 
-Not done yet: per-member and campaign-budget caps of rules are applied per order only
-(usage across orders is not recorded); an order in another currency than the programme's
-earns nothing; a points lot whose expiry has already passed (an old order imported late)
-is not earned — its growth still is.
+After earning or clawing back, the members' tiers are refreshed (``membership``).
+Caps count what rules gave when the order earned; a later refund claws back points but
+does not give cap room back. Not done: an order in another currency than the
+programme's earns nothing; a points lot whose expiry has already passed (an old order
+imported late) is not earned — its growth still is.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ from patron.loyalty.program import ProgramConfig
 from patron.loyalty.programs import active_row, load
 from patron.loyalty.rules import EarnEvent, EventKind, Line, MemberContext, evaluate
 from patron.loyalty.service import Earning, ledger
+from patron.loyalty.usage import UsageBook
 from patron.orders.models import Order, OrderLine, OrderStatus
 from patron.stores.models import Store
 
@@ -173,6 +176,10 @@ def _earnings(
         ):
             members[cid] = (birthday, attributes or {})
     tiers = member_tiers(session, store.id, [o.customer_id for o in todo])
+    earning = [o for o in todo if o.delivered_at is not None]
+    usage = UsageBook.open(
+        session, store.id, program, store.timezone, [(o.customer_id, o.placed_at) for o in earning]
+    )
     tz = zone(store.timezone)
     expiry: dict[date, datetime | None] = {}  # by store-time day of delivery
     out: list[Earning] = []
@@ -190,14 +197,18 @@ def _earnings(
             channel=o.channel,
             lines=lines[o.id],
         )
+        rule_usage, budget_left = usage.context(o.customer_id, o.placed_at)
         context = MemberContext(
             timezone=store.timezone,
             tier=tiers.get(o.customer_id),
             first_order=bool(o.first_order),
             birthday=birthday,
             attributes=attributes,
+            rule_usage=rule_usage,
+            budget_left=budget_left,
         )
         result = evaluate(program, event, context)
+        usage.record(o.customer_id, o.placed_at, result)
         points = result.points - _share(result.points, o.refunded_minor, o.total_minor)
         growth = result.growth - _share(result.growth, o.refunded_minor, o.total_minor)
         day = o.delivered_at.astimezone(tz).date()
@@ -220,6 +231,7 @@ def _earnings(
                 expires_at=expires_at if points > 0 else None,
             )
         )
+    usage.save(session)
     return out
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -170,3 +170,34 @@ class TierChangeOut(BaseModel):
 
 class TierHistoryPage(BaseModel):
     items: list[TierChangeOut]
+
+
+class ActionIn(BaseModel):
+    """Something the member did that the store reports: sign-up and profile completion
+    count once per member; a review or share once per ``key`` (the review's id, ...)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["sign_up", "profile_completed", "review", "share"]
+    key: Annotated[CleanText, Field(min_length=1, max_length=128)] = Field(
+        description="The business event's id; a repeat with the same key earns nothing more."
+    )
+    ref: Annotated[CleanText, Field(max_length=128)] | None = None
+
+
+class FiredRuleOut(BaseModel):
+    rule_id: str
+    points: int
+    growth: int
+    reason: str
+
+
+class ActionOut(BaseModel):
+    kind: str
+    idempotency_key: str
+    points: int
+    growth: int
+    replayed: bool = Field(description="Already credited before: nothing changed.")
+    streak: int | None = Field(None, description="Check-ins: days in a row, today included.")
+    rules: list[FiredRuleOut] = Field(default_factory=list, description="Rules that fired.")
+    balance: BalanceOut

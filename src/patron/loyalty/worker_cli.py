@@ -30,10 +30,12 @@ def worker_command(
     ] = False,
 ) -> None:
     """Run the loyalty jobs: pending points mature, due points expire, held points of
-    abandoned checkouts return. Idempotent: safe to run twice or alongside another worker."""
+    abandoned checkouts return, tiers are reviewed, birthday gifts, referral rewards and
+    surprise gifts are given. Idempotent: safe to run twice or alongside another worker
+    (or `patron serve`, which runs them too)."""
     from patron.db import unit_of_work
     from patron.errors import PatronError
-    from patron.loyalty.jobs import JobRun, run_due
+    from patron.loyalty.jobs import run_all
     from patron.loyalty.orders import award_delivered
     from patron.stores.models import Store
     from patron.stores.service import stores as store_service
@@ -56,24 +58,14 @@ def worker_command(
                 )
         while True:
             started = time.perf_counter()
-            total_run = JobRun()
-            names = slugs()
-            failed = []
-            for slug in names:
-                try:
-                    with unit_of_work() as session:
-                        run = run_due(session, store_service.get(session, slug))
-                except PatronError:
-                    raise
-                except Exception as exc:  # one store's failure must not stop the others
-                    failed.append(slug)
-                    console.log(f"[red]worker: store {slug} failed:[/red] {exc!r}")
-                    continue
-                total_run += run
+            total_run, failed = run_all(store=store)
+            for slug in failed:
+                console.log(f"[red]worker: store {slug} failed[/red] (see the log)")
             console.log(
-                f"worker: {len(names)} store(s), {total_run.matured:,} matured, "
+                f"worker: {total_run.matured:,} matured, "
                 f"{total_run.expired:,} expired, {total_run.released:,} holds released, "
-                f"{total_run.tiers:,} tiers reviewed "
+                f"{total_run.tiers:,} tiers reviewed, {total_run.birthdays:,} birthday gifts, "
+                f"{total_run.referrals:,} referrals rewarded, {total_run.surprises:,} surprises "
                 f"in {time.perf_counter() - started:.2f}s"
             )
             if once:

@@ -1,0 +1,1 @@
+"""Rewards and redemption: the catalogue, redeeming points, coupons, checkout points."""
