@@ -156,3 +156,27 @@ def test_unexpected_errors_are_problems_without_internals(engine: Engine) -> Non
     assert res.headers["content-type"].startswith(PROBLEM)
     assert res.json()["status"] == 500
     assert "secret" not in res.text and "RuntimeError" not in res.text
+
+
+def test_an_exhausted_connection_pool_is_a_503_to_retry(
+    engine: Engine, admin: dict[str, str]
+) -> None:
+    """Over capacity the API says so (503 + Retry-After), never a 500."""
+    small = make_engine(
+        engine.url.render_as_string(hide_password=False),
+        pool_size=1,
+        max_overflow=0,
+        pool_timeout=0.2,
+    )
+    held = small.connect()  # the only connection is busy
+    try:
+        client = TestClient(create_app(small), raise_server_exceptions=False)
+        res = client.get("/v1/customers", headers=admin)
+        assert res.status_code == 503
+        assert res.headers["retry-after"] == "1"
+        assert res.json()["type"].endswith("/overloaded")
+    finally:
+        held.close()
+        small.dispose()
+    client = TestClient(create_app(make_engine(engine.url.render_as_string(hide_password=False))))
+    assert client.get("/v1/customers", headers=admin).status_code == 200

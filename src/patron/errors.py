@@ -12,6 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger("patron")
@@ -219,6 +220,20 @@ def install(app: FastAPI) -> None:
             str(exc.detail),
             request.url.path,
             headers=exc.headers,  # e.g. the Allow header a 405 must carry
+        )
+
+    @app.exception_handler(sa_exc.TimeoutError)
+    async def _overloaded(request: Request, exc: sa_exc.TimeoutError) -> JSONResponse:
+        # Every database connection stayed busy past the pool timeout: the server is over
+        # capacity, the request did nothing, and a retry later is the answer.
+        log.warning("database pool exhausted on %s", request.url.path)
+        return problem(
+            503,
+            "overloaded",
+            "Service overloaded",
+            "All database connections are busy; nothing was changed. Retry shortly.",
+            request.url.path,
+            headers={"Retry-After": "1"},
         )
 
     @app.exception_handler(Exception)

@@ -22,6 +22,8 @@ def table_of(model: type[Any]) -> Table:
 
 # Bound parameters per statement: SQLite allows 32,766, PostgreSQL 65,535.
 CHUNK = 2000
+FEW_KEYS = 32  # look-ups of up to this many keys use a plain IN list
+FEW_ROWS = 32  # inserts of up to this many rows use a plain INSERT, not COPY
 
 
 def chunks(items: Sequence[T], size: int = CHUNK) -> Iterator[Sequence[T]]:
@@ -47,7 +49,9 @@ def select_by_keys(
     row (a unique key), so each probe stops at the first.
     """
     keys = list(dict.fromkeys(keys))
-    if session.get_bind().dialect.name != "postgresql":
+    # A short list is planned as index look-ups whatever the statistics, and a plain
+    # IN costs far less to build than the LATERAL form.
+    if session.get_bind().dialect.name != "postgresql" or len(keys) <= FEW_KEYS:
         for chunk in chunks(keys):
             yield from session.execute(select(*columns).where(*where, key.in_(chunk)))
         return
@@ -116,7 +120,8 @@ def insert_rows(
     """
     if not rows:
         return []
-    if session.get_bind().dialect.name != "postgresql":
+    if session.get_bind().dialect.name != "postgresql" or len(rows) <= FEW_ROWS:
+        # SQLite, or a few rows: COPY and a staging table cost more than they save.
         stmt = insert_ignoring_conflicts(session, table, *conflict) if conflict else table.insert()
         if not returning:
             session.execute(stmt, list(rows))
