@@ -117,3 +117,30 @@ def test_the_server_runs_the_jobs_on_a_schedule(engine: Engine, store: Store, me
     time.sleep(0.2)
     assert scheduler.runs == runs
     assert create_app(engine).state.__dict__.get("scheduler") is None
+
+
+def test_a_late_job_settles_debt_before_the_lot_that_paid_it_expired(
+    engine: Engine, store: Store, member: int
+) -> None:
+    """Catching up months late replays maturing and expiry in time order: a debt is paid
+    from a lot when it matured, and only the rest of that lot expires later."""
+    with unit_of_work(engine) as session:
+        s = session.merge(store)
+        ledger.earn(session, s, member, key="o-1", points=10, reason="order", ref="O-1", now=T0)
+        ledger.clawback(
+            session, s, member, key="r-1", points=18, ref=None, reason="refund",
+            limit_to_ref=False, now=T0,
+        )  # fmt: skip
+        ledger.earn(
+            session, s, member, key="o-2", points=41, reason="order", ref="O-2",
+            available_at=T0 + 5 * DAY, expires_at=T0 + 10 * DAY, now=T0,
+        )  # fmt: skip
+    before = balance(engine, store, member)
+    assert (before.points_available, before.points_pending, before.debt) == (0, 41, 8)
+    run(engine, store, 100)  # the worker was down for three months
+    after = balance(engine, store, member)
+    assert (after.points_available, after.points_pending, after.debt) == (0, 0, 0)
+    with unit_of_work(engine) as session:
+        kinds = [e.kind for e in ledger.history(session, session.merge(store), member, 10)]
+    # Newest first: 33 expired after 8 paid the debt when the lot matured.
+    assert kinds[:3] == ["expire", "settle", "mature"]

@@ -868,12 +868,27 @@ class LedgerService:
             key = RESERVED_PREFIX + name
             events.append(_Event(account, book, key, payload_hash({"op": name}), changes))
 
-        for lot in book.due_to_mature(now):
-            book.mature(lot, now)
-            staged(f"mature:{lot.id}")
-        for lot in book.due_to_expire(now):
-            book.expire(lot, now)
-            staged(f"expire:{lot.id}")
+        # In the order things happened, each at its own time: a job that runs late (or a
+        # member untouched for months) must settle a debt from a lot that matured before
+        # it expired, not from what is left once every due lot has expired.
+        while True:
+            maturing = book.due_to_mature(now)
+            expiring = book.due_to_expire(now)
+            first_m = maturing[0] if maturing else None
+            first_e = expiring[0] if expiring else None
+            if first_m is None and first_e is None:
+                break
+            if first_m is not None and (
+                first_e is None
+                or first_e.expires_at is None
+                or first_m.available_at <= first_e.expires_at
+            ):
+                book.mature(first_m, first_m.available_at)
+                staged(f"mature:{first_m.id}")
+            else:
+                assert first_e is not None and first_e.expires_at is not None
+                book.expire(first_e, first_e.expires_at)
+                staged(f"expire:{first_e.id}")
         for hold in book.due_holds(now):
             book.release(hold, now, reason="hold expired")
             staged(f"release:{hold.id}")
