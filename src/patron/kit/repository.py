@@ -110,8 +110,12 @@ def insert_rows(
     *,
     conflict: Sequence[str] = (),
     returning: Sequence[str] = (),
+    in_list_order: bool = False,
 ) -> list[Any]:
     """Multi-row INSERT [ON CONFLICT (conflict) DO NOTHING] [RETURNING returning].
+
+    Rows are inserted in key order (``conflict``), so concurrent writers lock keys in one
+    order; ``in_list_order`` keeps the list's order instead (ids ascend with it).
 
     On PostgreSQL rows travel by COPY (psycopg formats them in C): straight into the
     table, or, when conflicts must be skipped or ids returned, into a transaction-local
@@ -146,27 +150,34 @@ def insert_rows(
     raw = session.connection().connection.driver_connection
     assert raw is not None
 
-    def copy_into(target: str) -> None:
-        with raw.cursor().copy(f"COPY {target} ({col_list}) FROM STDIN") as copy:
-            copy.set_types(copy_types)
-            for row in rows:
-                copy.write_row([get(row) for get in getters])
+    def copy_into(target: str, ordinal: bool = False) -> None:
+        names = col_list + (", _ord" if ordinal else "")
+        with raw.cursor().copy(f"COPY {target} ({names}) FROM STDIN") as copy:
+            copy.set_types(copy_types + (["int8"] if ordinal else []))
+            for n, row in enumerate(rows):
+                copy.write_row([get(row) for get in getters] + ([n] if ordinal else []))
 
     if not conflict and not returning:
         copy_into(table.name)
         return []
-    stage = f"_stage_{table.name}_{hashlib.md5(col_list.encode()).hexdigest()[:10]}"
+    shape = col_list + ("+ord" if in_list_order else "")
+    stage = f"_stage_{table.name}_{hashlib.md5(shape.encode()).hexdigest()[:10]}"
     with raw.cursor() as cursor:
+        ordinal = ", 0::int8 AS _ord" if in_list_order else ""
         cursor.execute(
             f"CREATE TEMP TABLE IF NOT EXISTS {stage} ON COMMIT DROP AS "
-            f"SELECT {col_list} FROM {table.name} WITH NO DATA"
+            f"SELECT {col_list}{ordinal} FROM {table.name} WITH NO DATA"
         )
         cursor.execute(f"TRUNCATE {stage}")
-        copy_into(stage)
+        copy_into(stage, in_list_order)
         sql = f"INSERT INTO {table.name} ({col_list}) SELECT {col_list} FROM {stage}"
-        if conflict:
+        if in_list_order:
+            sql += " ORDER BY _ord"
+        elif conflict:
             # Key order: concurrent writers lock rows in one order and cannot deadlock.
-            sql += f" ORDER BY {', '.join(conflict)} ON CONFLICT ({', '.join(conflict)}) DO NOTHING"
+            sql += f" ORDER BY {', '.join(conflict)}"
+        if conflict:
+            sql += f" ON CONFLICT ({', '.join(conflict)}) DO NOTHING"
         if returning:
             sql += f" RETURNING {', '.join(returning)}"
         cursor.execute(sql)

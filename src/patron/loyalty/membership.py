@@ -26,13 +26,14 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import String, and_, case, cast, func, literal, or_, select
 from sqlalchemy.orm import Session
 
 from patron.kit.clock import as_utc, utcnow, zone
-from patron.kit.repository import chunks, insert_ignoring_conflicts, table_of
+from patron.kit.repository import chunks, insert_ignoring_conflicts, table_of, update_by_id
 from patron.loyalty.models import (
     Currency,
+    EntryKind,
     LoyaltyAccount,
     LoyaltyEntry,
     LoyaltyMember,
@@ -93,18 +94,23 @@ def _counts_from(program: ProgramConfig) -> timedelta:
 def _growth_history(
     session: Session, store_id: int, customer_ids: Sequence[int]
 ) -> dict[int, list[Activity]]:
-    """Net growth per business event (ref), dated when it became available."""
-    groups: dict[tuple[int, str], list[Any]] = {}
+    """Net growth per business event (ref), dated when it became available (summed in
+    the database: one row per event, not one per entry)."""
+    group = func.coalesce(LoyaltyEntry.ref, literal("#").concat(cast(LoyaltyEntry.id, String)))
+    earned_at = func.min(
+        case(
+            (LoyaltyEntry.kind == EntryKind.earn, LoyaltyEntry.available_at),
+            else_=None,
+        )
+    )
+    out: dict[int, list[Activity]] = {cid: [] for cid in customer_ids}
     for chunk in chunks(sorted(set(customer_ids))):
         rows = session.execute(
             select(
                 LoyaltyAccount.customer_id,
-                LoyaltyEntry.id,
-                LoyaltyEntry.kind,
-                LoyaltyEntry.ref,
-                LoyaltyEntry.amount,
-                LoyaltyEntry.available_at,
-                LoyaltyEntry.created_at,
+                func.sum(LoyaltyEntry.amount),
+                earned_at,
+                func.min(LoyaltyEntry.created_at),
             )
             .join(LoyaltyAccount, LoyaltyAccount.id == LoyaltyEntry.account_id)
             .where(
@@ -113,16 +119,19 @@ def _growth_history(
                 LoyaltyEntry.currency == Currency.growth,
                 LoyaltyEntry.amount != 0,
             )
+            .group_by(LoyaltyAccount.customer_id, group)
         )
-        for cid, entry_id, kind, ref, amount, available_at, created_at in rows:
-            group = (cid, ref if ref is not None else f"#{entry_id}")
-            groups.setdefault(group, []).append((kind, amount, available_at, created_at))
-    out: dict[int, list[Activity]] = {cid: [] for cid in customer_ids}
-    for (cid, _), entries in groups.items():
-        earned = [as_utc(a) for kind, amount, a, _ in entries if kind == "earn" and a]
-        at = min(earned) if earned else min(as_utc(c) for *_, c in entries)
-        out[cid].append(Activity(at, growth=sum(int(e[1]) for e in entries)))
+        for cid, amount, available_at, created_at in rows:
+            at = available_at if available_at is not None else created_at
+            out[cid].append(Activity(_aware(at), growth=int(amount)))
     return out
+
+
+def _aware(value: Any) -> datetime:
+    """SQLite aggregates return text or naive values where columns would be typed."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return as_utc(value)
 
 
 def _order_history(
@@ -283,8 +292,11 @@ def refresh(
         updates.append((member.id, row))
     if changes:
         session.execute(CHANGES.insert(), changes)
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for member_id, row in updates:
-        session.execute(update(MEMBERS).where(MEMBERS.c.id == member_id).values(**row))
+        groups.setdefault(tuple(sorted(row)), []).append({"id": member_id, **row})
+    for rows in groups.values():
+        update_by_id(session, MEMBERS, rows)
     return out
 
 

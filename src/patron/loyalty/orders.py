@@ -49,9 +49,9 @@ from patron.loyalty.membership import member_tiers
 from patron.loyalty.models import Currency
 from patron.loyalty.program import ProgramConfig
 from patron.loyalty.programs import active_row, load
-from patron.loyalty.rules import EarnEvent, EventKind, Line, MemberContext, evaluate
+from patron.loyalty.rules import EarnEvent, Evaluation, EventKind, Line, MemberContext, evaluate
 from patron.loyalty.service import Earning, ledger
-from patron.loyalty.usage import UsageBook
+from patron.loyalty.usage import UsageBook, capped_rule
 from patron.orders.models import Order, OrderLine, OrderStatus
 from patron.stores.models import Store
 
@@ -176,16 +176,12 @@ def _earnings(
         ):
             members[cid] = (birthday, attributes or {})
     tiers = member_tiers(session, store.id, [o.customer_id for o in todo])
-    earning = [o for o in todo if o.delivered_at is not None]
-    usage = UsageBook.open(
-        session, store.id, program, store.timezone, [(o.customer_id, o.placed_at) for o in earning]
-    )
-    tz = zone(store.timezone)
-    expiry: dict[date, datetime | None] = {}  # by store-time day of delivery
-    out: list[Earning] = []
-    for o in todo:
-        if o.delivered_at is None or o.currency.upper() != program.currency:
-            continue
+    earning = [
+        o for o in todo if o.delivered_at is not None and o.currency.upper() == program.currency
+    ]
+    capped = {r.id for r in program.rules if capped_rule(r)}
+
+    def evaluate_order(o: _Order, usage: UsageBook | None) -> Evaluation:
         birthday, attributes = members.get(o.customer_id, (None, {}))
         event = EarnEvent(
             kind=EventKind.order,
@@ -197,7 +193,7 @@ def _earnings(
             channel=o.channel,
             lines=lines[o.id],
         )
-        rule_usage, budget_left = usage.context(o.customer_id, o.placed_at)
+        rule_usage, budget_left = usage.context(o.customer_id, o.placed_at) if usage else ({}, {})
         context = MemberContext(
             timezone=store.timezone,
             tier=tiers.get(o.customer_id),
@@ -207,8 +203,25 @@ def _earnings(
             rule_usage=rule_usage,
             budget_left=budget_left,
         )
-        result = evaluate(program, event, context)
+        return evaluate(program, event, context)
+
+    # First without cap usage (caps only ever lower what a rule gives): only the orders
+    # where a capped rule fires need the usage rows read, locked and counted.
+    results = {o.id: evaluate_order(o, None) for o in earning}
+    limited = [o for o in earning if capped & {t.rule_id for t in results[o.id].fired}]
+    usage = UsageBook.open(
+        session, store.id, program, store.timezone, [(o.customer_id, o.placed_at) for o in limited]
+    )
+    for o in limited:  # in order: each sees what the earlier ones used
+        results[o.id] = result = evaluate_order(o, usage)
         usage.record(o.customer_id, o.placed_at, result)
+    usage.save(session)
+    tz = zone(store.timezone)
+    expiry: dict[date, datetime | None] = {}  # by store-time day of delivery
+    out: list[Earning] = []
+    for o in earning:
+        assert o.delivered_at is not None
+        result = results[o.id]
         points = result.points - _share(result.points, o.refunded_minor, o.total_minor)
         growth = result.growth - _share(result.growth, o.refunded_minor, o.total_minor)
         day = o.delivered_at.astimezone(tz).date()
@@ -231,7 +244,6 @@ def _earnings(
                 expires_at=expires_at if points > 0 else None,
             )
         )
-    usage.save(session)
     return out
 
 

@@ -7,13 +7,14 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import Table, bindparam, func, insert, or_, select, update
+from sqlalchemy import Table, and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from patron.customers.models import Customer
 from patron.kit.repository import (
     chunks,
     insert_ignoring_conflicts,
+    insert_rows,
     select_by_keys,
     table_of,
     update_by_id,
@@ -182,10 +183,9 @@ def entries_by_key(session: Session, store_id: int, key: str) -> Sequence[Any]:
     ).all()
 
 
-# Above this many rows, PostgreSQL gets one array per column through ``unnest``: a short
-# statement instead of a VALUES list whose thousands of placeholders psycopg would parse
-# on every call (the cost of a batch, not of the database).
-_UNNEST_FROM = 20
+# Above this many rows, PostgreSQL rows travel by COPY (``insert_rows``): a VALUES list
+# has thousands of placeholders psycopg would parse on every call.
+_COPY_FROM = 20
 
 
 def _insert_many(
@@ -200,7 +200,7 @@ def _insert_many(
     if not rows:
         return []
     bind = session.get_bind()
-    if bind.dialect.name != "postgresql" or len(rows) < _UNNEST_FROM:
+    if bind.dialect.name != "postgresql" or len(rows) < _COPY_FROM:
         stmt = insert_ignoring_conflicts(session, table, *conflict) if conflict else insert(table)
         if returning:
             stmt = stmt.returning(*(table.c[name] for name in returning))
@@ -209,22 +209,13 @@ def _insert_many(
         else:
             result = session.execute(stmt, rows)
         return [tuple(row) for row in result] if returning else []
-    columns = list(rows[0])
-    casts = [f"%s::{table.c[name].type.compile(dialect=bind.dialect)}[]" for name in columns]
-    values = [[_plain(row[name]) for row in rows] for name in columns]
-    sql = (
-        f"INSERT INTO {table.name} ({', '.join(columns)}) SELECT * FROM unnest({', '.join(casts)})"
+    # COPY into a staging table (psycopg formats rows in C), then INSERT ... SELECT in
+    # list order: ids ascend with the list.
+    plain = [{name: _plain(value) for name, value in row.items()} for row in rows]
+    found = insert_rows(
+        session, table, plain, conflict=conflict, returning=returning, in_list_order=True
     )
-    if conflict:
-        sql += f" ON CONFLICT ({', '.join(conflict)}) DO NOTHING"
-    if returning:
-        sql += f" RETURNING {', '.join(returning)}"
-    # The DBAPI connection of this session's transaction.
-    raw = session.connection().connection.driver_connection
-    assert raw is not None
-    with raw.cursor() as cursor:
-        cursor.execute(sql, values)
-        return [tuple(row) for row in cursor.fetchall()] if returning else []
+    return [tuple(row) for row in found]
 
 
 def _plain(value: Any) -> Any:
@@ -320,6 +311,22 @@ def live_lots(session: Session, account_ids: Sequence[int]) -> list[Any]:
     for chunk in chunks(list(account_ids)):
         query = _LOT.add_columns(LOTS.c.account_id).where(
             LOTS.c.account_id.in_(chunk), or_(LOTS.c.remaining > 0, LOTS.c.pending)
+        )
+        found.extend(session.execute(query))
+    return found
+
+
+def due_lots(session: Session, account_ids: Sequence[int], now: datetime) -> list[Any]:
+    """The lots of these accounts that are due by ``now``: pending ones whose return
+    window has passed, and ones with points left whose expiry has passed."""
+    found: list[Any] = []
+    for chunk in chunks(list(account_ids)):
+        query = _LOT.add_columns(LOTS.c.account_id).where(
+            LOTS.c.account_id.in_(chunk),
+            or_(
+                and_(LOTS.c.pending, LOTS.c.available_at <= now),
+                and_(LOTS.c.remaining > 0, LOTS.c.expires_at <= now),
+            ),
         )
         found.extend(session.execute(query))
     return found

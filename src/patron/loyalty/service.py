@@ -331,7 +331,7 @@ class LedgerService:
                 first[earning.key] = index
                 fresh.append(index)
         touched = sorted({accounts[earnings[i].customer_id] for i in fresh}, key=lambda a: a.id)
-        books = self._load_books(session, touched)
+        books = self._load_books(session, touched, due_by=now)
         events = [e for a in touched for e in self._catch_up(a, books[a.id], now)]
         mains: dict[int, _Event] = {}
         for index in fresh:
@@ -828,11 +828,25 @@ class LedgerService:
             found.update((a.customer_id, a) for a in repo.lock_accounts(session, store.id, missing))
         return found
 
-    def _load_books(self, session: Session, accounts: Sequence[Account]) -> dict[int, Book]:
-        """Each account's balances, live lots and open holds (with the lots they used)."""
+    def _load_books(
+        self, session: Session, accounts: Sequence[Account], due_by: datetime | None = None
+    ) -> dict[int, Book]:
+        """Each account's balances, live lots and open holds (with the lots they used).
+
+        ``due_by`` (for earnings, which only add lots): an account without debt or held
+        points gets only its lots due by then (to mature or expire) — an earning needs no
+        other lot, and members with years of history are not read in full every batch.
+        """
         ids = [a.id for a in accounts]
         lots: dict[int, list[Lot]] = {i: [] for i in ids}
-        for row in repo.live_lots(session, ids):
+        if due_by is None:
+            full, due = ids, []
+        else:
+            full = [a.id for a in accounts if a.debt or a.growth_debt or a.points_held]
+            due = [a.id for a in accounts if not (a.debt or a.growth_debt or a.points_held)]
+        for row in repo.live_lots(session, full) if full else []:
+            lots[row.account_id].append(_lot(row))
+        for row in repo.due_lots(session, due, due_by) if due and due_by else []:
             lots[row.account_id].append(_lot(row))
         holds: dict[int, list[Hold]] = {i: [] for i in ids}
         holding = [a.id for a in accounts if a.points_held > 0]

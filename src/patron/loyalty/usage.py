@@ -11,15 +11,17 @@ them in that order. Without capped rules nothing is read or locked.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, time
+from functools import lru_cache
 
-from sqlalchemy import bindparam, select, tuple_, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
+from patron.kit.clock import as_utc, zone
 from patron.kit.repository import chunks, insert_ignoring_conflicts, table_of
 from patron.loyalty.models import RuleUsage
-from patron.loyalty.program import ProgramConfig, Rule
-from patron.loyalty.rules import Evaluation, usage_period
+from patron.loyalty.program import Period, ProgramConfig, Rule
+from patron.loyalty.rules import Evaluation, period_bounds
 
 USAGE = table_of(RuleUsage)
 EVER = datetime(1970, 1, 1, tzinfo=UTC)  # period_start of "ever" and of budgets
@@ -36,7 +38,7 @@ class UsageBook:
         self._tz = tz
         self._used = used
         self._added: dict[Key, int] = {}
-        self._capped = [r for r in program.rules if _capped(r)]
+        self._capped = [r for r in program.rules if capped_rule(r)]
 
     @classmethod
     def open(
@@ -48,7 +50,7 @@ class UsageBook:
         events: Iterable[tuple[int, datetime]],
     ) -> UsageBook:
         """Load and lock the usage of capped rules for these (customer id, event time)."""
-        capped = [r for r in program.rules if _capped(r)]
+        capped = [r for r in program.rules if capped_rule(r)]
         if not capped:
             return cls(store_id, program, tz, {})
         keys = sorted({k for cid, at in events for r in capped for k in _keys(r, cid, at, tz)})
@@ -68,21 +70,28 @@ class UsageBook:
                     for rule, cid, start in chunk
                 ],
             )
+        # By the unique index's columns (rule, member, period), filtered to the keys here:
+        # a list of row values would be matched against every row of the store.
+        wanted = set(keys)
+        rule_ids = sorted({k[0] for k in keys})
+        starts = sorted({k[2] for k in keys})
         used: dict[Key, int] = {}
-        for chunk in chunks(keys, 1000):
+        for members in chunks(sorted({k[1] for k in keys}), 1000):
             rows = session.execute(
                 select(USAGE.c.rule_id, USAGE.c.customer_id, USAGE.c.period_start, USAGE.c.points)
                 .where(
                     USAGE.c.store_id == store_id,
-                    tuple_(USAGE.c.rule_id, USAGE.c.customer_id, USAGE.c.period_start).in_(
-                        list(chunk)
-                    ),
+                    USAGE.c.rule_id.in_(rule_ids),
+                    USAGE.c.customer_id.in_(members),
+                    USAGE.c.period_start.in_(starts),
                 )
                 .order_by(USAGE.c.id)
                 .with_for_update()
             )
             for rule, cid, start, points in rows:
-                used[(rule, cid, _utc(start))] = int(points)
+                key = (rule, cid, _utc(start))
+                if key in wanted:
+                    used[key] = int(points)
         return cls(store_id, program, tz, used)
 
     def context(self, customer_id: int, at: datetime) -> tuple[dict[str, int], dict[str, int]]:
@@ -139,13 +148,25 @@ class UsageBook:
         self._added[key] = 1
 
 
-def _capped(rule: Rule) -> bool:
+def capped_rule(rule: Rule) -> bool:
+    """Whether the rule has a cap that counts across events (per member, or a budget)."""
     return rule.active and (rule.caps.per_customer is not None or rule.caps.budget is not None)
 
 
 def _start(rule: Rule, at: datetime, tz: str) -> datetime:
-    start, _ = usage_period(rule, at, tz)
-    return EVER if start is None else start
+    """The first instant of the rule's cap period containing ``at`` (EVER: unbounded)."""
+    period = rule.caps.period or "ever"
+    if period == "ever":
+        return EVER
+    return _period_start(period, as_utc(at).astimezone(zone(tz)).date(), tz)
+
+
+@lru_cache(maxsize=4096)
+def _period_start(period: Period, day: date, tz: str) -> datetime:
+    # Per store-time day, not per instant: a batch has thousands of events, few days.
+    start, _ = period_bounds(period, datetime.combine(day, time(12), zone(tz)), tz)
+    assert start is not None
+    return start
 
 
 def _keys(rule: Rule, customer_id: int, at: datetime, tz: str) -> list[Key]:
