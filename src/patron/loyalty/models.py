@@ -98,7 +98,13 @@ class LoyaltyEntry(Base):
         UniqueConstraint("store_id", "idempotency_key", "seq"),
         # An entry is resolved at most once: one reversal per redemption, one capture or
         # release per hold.
-        UniqueConstraint("target_id"),
+        Index(
+            "uq_loyalty_entries_target_id",
+            "target_id",
+            unique=True,
+            postgresql_where=text("target_id IS NOT NULL"),
+            sqlite_where=text("target_id IS NOT NULL"),
+        ),
         Index("ix_loyalty_entries_account_history", "account_id", "id"),
         Index("ix_loyalty_entries_account_ref", "account_id", "ref"),
         CheckConstraint(
@@ -108,7 +114,9 @@ class LoyaltyEntry(Base):
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    store_id: Mapped[int] = mapped_column(ForeignKey("stores.id", ondelete="CASCADE"))
+    # The account implies the store (and cascades from it): no second foreign key to
+    # check on every row of the hottest table.
+    store_id: Mapped[int] = mapped_column(BigId)
     account_id: Mapped[int] = mapped_column(ForeignKey("loyalty_accounts.id", ondelete="CASCADE"))
     kind: Mapped[EntryKind] = mapped_column(_enum(EntryKind, "loyalty_entry_kind"))
     currency: Mapped[Currency] = mapped_column(_enum(Currency, "loyalty_currency"))
@@ -161,7 +169,9 @@ class LoyaltyLot(Base):
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    store_id: Mapped[int] = mapped_column(ForeignKey("stores.id", ondelete="CASCADE"))
+    # The account implies the store (and cascades from it): no second foreign key to
+    # check on every row of the hottest table.
+    store_id: Mapped[int] = mapped_column(BigId)
     account_id: Mapped[int] = mapped_column(ForeignKey("loyalty_accounts.id", ondelete="CASCADE"))
     entry_id: Mapped[int] = mapped_column(
         ForeignKey("loyalty_entries.id", ondelete="CASCADE"), unique=True
