@@ -108,7 +108,7 @@ def _order_body(ext: str, customer: str, now: datetime) -> dict[str, Any]:
 
 
 async def _load(
-    base: str, key: str, rate: float, seconds: float, members: int
+    base: str, key: str, rate: float, seconds: float, members: int, run: str
 ) -> dict[str, list[float]]:
     latencies: dict[str, list[float]] = {"earn": [], "redeem": [], "error": []}
     headers = {"Authorization": f"Bearer {key}"}
@@ -124,12 +124,13 @@ async def _load(
             customer = f"M-{i % members}"
             if i % 2 == 0:
                 kind = "earn"
-                res = await http.put(f"/v1/orders/L-{i}", json=_order_body(f"L-{i}", customer, now))
+                ext = f"{run}-{i}"
+                res = await http.put(f"/v1/orders/{ext}", json=_order_body(ext, customer, now))
             else:
                 kind = "redeem"
                 res = await http.post(
                     f"/v1/customers/{customer}/rewards/lucky-draw/redeem",
-                    headers={"Idempotency-Key": f"draw-{i}"},
+                    headers={"Idempotency-Key": f"draw-{run}-{i}"},
                 )
             elapsed = (time.perf_counter() - due) * 1000
             latencies[kind if res.status_code < 300 else "error"].append(elapsed)
@@ -152,8 +153,8 @@ def bench_latency(db: Database, rate: float, seconds: float, members: int) -> di
             ledger.adjust(session, store, cid, key=f"seed-{n}", points=1_000_000, reason="bench")
     server, base = start_server(db, 2 if db.backend == "postgresql" else 1)
     try:
-        asyncio.run(_load(base, key, rate, 2, members))  # warm up both workers
-        latencies = asyncio.run(_load(base, key, rate, seconds, members))
+        asyncio.run(_load(base, key, rate, 2, members, "warm"))  # warm up both workers
+        latencies = asyncio.run(_load(base, key, rate, seconds, members, "run"))
     finally:
         server.terminate()
         server.wait(30)

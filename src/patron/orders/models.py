@@ -85,7 +85,7 @@ class OrderLine(Base):
     order_id: Mapped[int] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"))
     line_no: Mapped[int]
     external_id: Mapped[str | None] = mapped_column(String(128))
-    sku: Mapped[str | None] = mapped_column(String(128), index=True)
+    sku: Mapped[str | None] = mapped_column(String(128))  # read with its order, never alone
     name: Mapped[str | None] = mapped_column(String(255))
     category: Mapped[str | None] = mapped_column(String(128))
     quantity: Mapped[int]
