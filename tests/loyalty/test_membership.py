@@ -133,19 +133,25 @@ def test_growth_counts_after_the_return_window_then_upgrades_at_once(
     engine: Engine, store: Store, program: ProgramConfig
 ) -> None:
     deliver(engine, store, "O-1", "1200.00")
-    # Placed at the first tier at once; the 1,200 growth is still pending.
-    assert tier_of(engine, store) == "member"
-    assert changes(engine, store) == [(None, "member", "enter")]
+    # The 1,200 growth is pending: nothing can change yet, the member holds the first
+    # tier (not placed: the job looks at them when the growth counts).
+    assert tier_of(engine, store) is None
+    assert changes(engine, store) == []
     # The day before the window ends nothing is due; the job changes nothing.
     assert jobs(engine, store, DELIVERED + timedelta(days=PENDING_DAYS - 1)) == 0
-    assert tier_of(engine, store) == "member"
-    # Once the window has passed the growth counts: upgraded by the job.
+    assert tier_of(engine, store) is None
+    # Once the window has passed the growth counts: placed at Silver by the job.
     assert jobs(engine, store, DELIVERED + timedelta(days=PENDING_DAYS, minutes=1)) == 1
     assert tier_of(engine, store) == "silver"
-    assert changes(engine, store)[-1] == ("member", "silver", "upgrade")
+    assert changes(engine, store) == [(None, "silver", "enter")]
     # Running the job again changes nothing.
     assert jobs(engine, store, DELIVERED + timedelta(days=PENDING_DAYS, minutes=2)) == 0
-    assert len(changes(engine, store)) == 2
+    assert len(changes(engine, store)) == 1
+    # A later order in the same year upgrades once its growth counts.
+    later = DELIVERED + timedelta(days=40)
+    deliver(engine, store, "O-2", "4000.00", delivered=later)
+    jobs(engine, store, later + timedelta(days=PENDING_DAYS, minutes=1))
+    assert changes(engine, store)[-1] == ("silver", "gold", "upgrade")
 
 
 def test_a_purchase_returned_inside_the_window_never_lifts_the_tier(
@@ -155,7 +161,7 @@ def test_a_purchase_returned_inside_the_window_never_lifts_the_tier(
     refund(engine, store, "R-1", "O-1", "1200.00", DELIVERED + timedelta(days=3))
     jobs(engine, store, DELIVERED + timedelta(days=PENDING_DAYS + 1))
     assert tier_of(engine, store) == "member"
-    assert [c[2] for c in changes(engine, store)] == ["enter"]
+    assert changes(engine, store) == [(None, "member", "enter")]
 
 
 def test_partial_refund_leaves_growth_below_the_threshold(
@@ -206,7 +212,7 @@ def test_missed_reviews_are_caught_up_in_order(
     jobs(engine, store, DELIVERED + timedelta(days=PENDING_DAYS + 1))
     # The worker was down for two years: both reviews are recorded, in order.
     jobs(engine, store, datetime(2028, 6, 1, tzinfo=UTC))
-    assert [c[2] for c in changes(engine, store)] == ["enter", "upgrade", "keep", "downgrade"]
+    assert [c[2] for c in changes(engine, store)] == ["enter", "keep", "downgrade"]
     assert tier_of(engine, store) == "member"
 
 
@@ -273,7 +279,7 @@ def test_tier_api_shows_tier_progress_and_history(
     assert float(body["missing"]) == 3800
     assert body["message"] == "earn 3,800 more growth to reach 金卡 Gold"
     history = client.get("/v1/customers/C-1/tier/history", headers=headers)
-    assert [h["change"] for h in history.json()["items"]] == ["upgrade", "enter"]
+    assert [(h["to_tier"], h["change"]) for h in history.json()["items"]] == [("silver", "enter")]
     missing = client.get("/v1/customers/NOPE/tier", headers=headers)
     assert missing.status_code == 404
     assert missing.headers["content-type"].startswith("application/problem+json")

@@ -27,6 +27,8 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import String, and_, case, cast, func, literal, or_, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from patron.kit.clock import as_utc, utcnow, zone
@@ -298,6 +300,50 @@ def refresh(
     for rows in groups.values():
         update_by_id(session, MEMBERS, rows)
     return out
+
+
+def schedule(
+    session: Session, store: Store, customer_ids_at: Sequence[tuple[int, datetime]]
+) -> None:
+    """These members' value changes only later (pending growth or orders, counting from
+    the given time): have the tier job look at them then, instead of refreshing now. A
+    member never placed is placed by the job at that time too (until then the programme's
+    first tier applies, as for every unplaced member). One statement."""
+    due: dict[int, datetime] = {}
+    for cid, at in customer_ids_at:
+        at = as_utc(at)
+        due[cid] = min(at, due.get(cid, at))
+    if not due:
+        return
+    now = utcnow()
+    rows = [
+        {
+            "store_id": store.id,
+            "customer_id": cid,
+            "tier": NOT_PLACED,
+            "tier_since": now,
+            "check_at": at,
+            "streak": 0,
+            "created_at": now,
+            "updated_at": now,
+        }
+        for cid, at in sorted(due.items())
+    ]
+    dialect = session.get_bind().dialect.name
+    insert_ = pg_insert if dialect == "postgresql" else sqlite_insert
+    for chunk in chunks(rows):
+        stmt = insert_(MEMBERS)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["store_id", "customer_id"],
+            set_={
+                "check_at": case(
+                    (MEMBERS.c.check_at.is_(None), stmt.excluded.check_at),
+                    (stmt.excluded.check_at < MEMBERS.c.check_at, stmt.excluded.check_at),
+                    else_=MEMBERS.c.check_at,
+                )
+            },
+        )
+        session.execute(stmt, list(chunk))
 
 
 def review_due(

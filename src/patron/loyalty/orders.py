@@ -253,7 +253,18 @@ def _earn(
     earnings = _earnings(session, store, program, orders, now)
     if earnings:
         ledger.earn_many(session, store, earnings, now=now)
-        membership.refresh(session, store, program, [e.customer_id for e in earnings], now)
+        # Value that counts now changes the tier now; pending value is scheduled for the
+        # tier job at the moment it starts to count (no tier can change before).
+        due: set[int] = set()
+        later: dict[int, datetime] = {}
+        for e in earnings:
+            at = now if program.growth.pending == "immediate" else e.available_at
+            if at is None or at <= now:
+                due.add(e.customer_id)
+            else:
+                later[e.customer_id] = min(at, later.get(e.customer_id, at))
+        membership.refresh(session, store, program, sorted(due), now)
+        membership.schedule(session, store, sorted(later.items()))
     return len(earnings)
 
 
