@@ -79,11 +79,12 @@ class Order(Base):
 
 class OrderLine(Base):
     __tablename__ = "order_lines"
-    __table_args__ = (UniqueConstraint("order_id", "line_no"),)
 
-    id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"))
-    line_no: Mapped[int]
+    # A line is its order's line number: one index for 1.3 lines per order, not two.
+    order_id: Mapped[int] = mapped_column(
+        ForeignKey("orders.id", ondelete="CASCADE"), primary_key=True
+    )
+    line_no: Mapped[int] = mapped_column(primary_key=True)
     external_id: Mapped[str | None] = mapped_column(String(128))
     sku: Mapped[str | None] = mapped_column(String(128))  # read with its order, never alone
     name: Mapped[str | None] = mapped_column(String(255))

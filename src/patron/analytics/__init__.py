@@ -1,0 +1,1 @@
+"""Retention analytics: how a merchant measures loyalty (DOMAIN.md section 3)."""
