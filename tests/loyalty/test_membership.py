@@ -14,7 +14,7 @@ from patron.auth import Scope
 from patron.db import unit_of_work
 from patron.loyalty import membership
 from patron.loyalty.jobs import run_due
-from patron.loyalty.models import LoyaltyMember, TierChange
+from patron.loyalty.models import LoyaltyMember, LoyaltyNotice, TierChange
 from patron.loyalty.program import ProgramConfig, parse
 from patron.loyalty.programs import programs
 from patron.orders.schemas import OrderIn, RefundIn
@@ -283,3 +283,43 @@ def test_tier_api_shows_tier_progress_and_history(
     missing = client.get("/v1/customers/NOPE/tier", headers=headers)
     assert missing.status_code == 404
     assert missing.headers["content-type"].startswith("application/problem+json")
+
+
+def test_notices_of_expiring_points_and_tier_changes_are_written_once(
+    engine: Engine, store: Store, client: TestClient
+) -> None:
+    cfg = config(
+        expiry={"policy": "rolling_months", "months": 2},
+        expiry_reminder_days=[30, 7],
+    )
+    with unit_of_work(engine) as session:
+        programs.apply(session, session.merge(store), cfg)
+    deliver(engine, store, "O-1", "1200.00")
+    available = DELIVERED + timedelta(days=PENDING_DAYS, minutes=1)
+    jobs(engine, store, available)  # placed at Silver: entered, not upgraded
+    expires = DELIVERED + timedelta(days=61)  # two months after delivery (store time)
+    # 40 days before expiry: nothing; 30 days before: the first reminder; again: nothing.
+    for days, expected in ((40, []), (29, [30]), (28, [30]), (6, [30, 7]), (5, [30, 7])):
+        jobs(engine, store, expires - timedelta(days=days))
+        with unit_of_work(engine) as session:
+            rows = session.scalars(
+                select(LoyaltyNotice)
+                .where(LoyaltyNotice.store_id == store.id, LoyaltyNotice.kind == "points_expiring")
+                .order_by(LoyaltyNotice.id)
+            ).all()
+            assert [r.data["days_before"] for r in rows] == expected
+            assert all(r.data["points"] == 1200 for r in rows)
+    # A later order lifts the member to Gold: a tier_changed notice, listed by the API.
+    later = DELIVERED + timedelta(days=20)
+    deliver(engine, store, "O-2", "4000.00", delivered=later)
+    jobs(engine, store, later + timedelta(days=PENDING_DAYS, minutes=1))
+    with unit_of_work(engine) as session:
+        _, key = stores.create_key(session, session.merge(store), "t", [Scope.read])
+    res = client.get(
+        "/v1/loyalty/notices",
+        params={"kind": "tier_changed"},
+        headers={"Authorization": f"Bearer {key}"},
+    )
+    assert res.status_code == 200, res.text
+    items = res.json()["items"]
+    assert [(n["data"]["from_tier"], n["data"]["to_tier"]) for n in items] == [("silver", "gold")]

@@ -1,6 +1,7 @@
 """Scheduled loyalty jobs: pending points mature, due lots expire, timed-out holds release,
 tiers are reviewed (period ends, and pending growth that starts to count), birthday gifts,
-referral rewards past the return window, surprise gifts that are due.
+referral rewards past the return window, surprise gifts that are due, and notices of
+points about to expire (``expiry_reminder_days``).
 
 ``run_due`` brings one store up to date; ``patron worker`` runs it for every store on a
 schedule. Each job is idempotent (reserved per-lot / per-hold keys under the account
@@ -11,8 +12,9 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Sequence
 from dataclasses import astuple, dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
@@ -20,6 +22,7 @@ from sqlalchemy.orm import Session
 from patron.errors import NotFound
 from patron.kit.clock import as_utc, utcnow
 from patron.loyalty import actions, membership
+from patron.loyalty.models import NoticeKind
 from patron.loyalty.orders import active_program
 from patron.loyalty.service import ledger
 from patron.referrals.service import run_referrals, run_surprises
@@ -38,6 +41,7 @@ class JobRun:
     birthdays: int = 0  # birthday gifts credited
     referrals: int = 0  # referrals rewarded (both sides)
     surprises: int = 0  # surprise gifts given
+    reminders: int = 0  # points-expiring notices written
 
     @property
     def total(self) -> int:
@@ -72,8 +76,48 @@ def run_due(session: Session, store: Store, now: datetime | None = None) -> JobR
         gifts = actions.birthdays(session, store, now)
         rewarded = run_referrals(session, store, now)
         surprised = run_surprises(session, store, now)
+        reminded = remind_expiring(session, store, program.expiry_reminder_days, now)
+    else:
+        reminded = 0
     matured, expired, released = counts
-    return JobRun(matured, expired, released, reviewed, gifts, rewarded, surprised)
+    return JobRun(matured, expired, released, reviewed, gifts, rewarded, surprised, reminded)
+
+
+def remind_expiring(
+    session: Session, store: Store, days_before: Sequence[int], now: datetime | None = None
+) -> int:
+    """Job: a ``points_expiring`` notice for each member with points expiring within each
+    of ``days_before`` days — once per member, expiry day and reminder. Returns how many
+    notices are new."""
+    now = utcnow() if now is None else as_utc(now)
+    written = 0
+    for days in sorted(set(days_before), reverse=True):
+        after: int | None = None
+        while True:
+            due = ledger.expiring_soon(
+                session, store, timedelta(days=days), now, limit=1000, after_customer_id=after
+            )
+            if not due:
+                break
+            written += membership.notify(
+                session,
+                store.id,
+                [
+                    {
+                        "customer_id": d.customer_id,
+                        "kind": NoticeKind.points_expiring,
+                        "key": f"expiring:{d.customer_id}:{d.first_expiry.date()}:{days}",
+                        "data": {
+                            "points": d.points,
+                            "expires_at": d.first_expiry.isoformat(),
+                            "days_before": days,
+                        },
+                    }
+                    for d in due
+                ],
+            )
+            after = due[-1].customer_id
+    return written
 
 
 def run_all(

@@ -7,6 +7,7 @@ from decimal import Decimal
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from patron.auth import Principal, Scope, SessionDep, require
@@ -15,6 +16,7 @@ from patron.kit.money import from_minor
 from patron.kit.text import CleanText
 from patron.loyalty import actions, membership
 from patron.loyalty.endpoints import _balance
+from patron.loyalty.models import LoyaltyNotice, NoticeKind
 from patron.loyalty.orders import active_program
 from patron.loyalty.program import EventKind, ProgramConfig, TierDef
 from patron.loyalty.schemas import (
@@ -22,6 +24,8 @@ from patron.loyalty.schemas import (
     ActionOut,
     FiredRuleOut,
     LocalNameOut,
+    NoticeOut,
+    NoticePage,
     StandingOut,
     TierBenefitsOut,
     TierChangeOut,
@@ -173,3 +177,25 @@ def report_action(
     if done.replayed:
         response.status_code = 200
     return _action(session, who.store, customer_id, done)
+
+
+@router.get("/v1/loyalty/notices", response_model=NoticePage, tags=["loyalty"])
+def notices(
+    session: SessionDep,
+    who: Read,
+    kind: Annotated[NoticeKind | None, Query()] = None,
+    after: Annotated[int | None, Query(ge=0, le=2**62)] = None,
+    limit: Limit = 100,
+) -> NoticePage:
+    """Notices the loyalty jobs wrote, oldest first (page with ``after``): points about to
+    expire (``expiry_reminder_days`` before), tier upgrades and downgrades."""
+    query = select(LoyaltyNotice).where(LoyaltyNotice.store_id == who.store.id)
+    if kind is not None:
+        query = query.where(LoyaltyNotice.kind == kind)
+    if after is not None:
+        query = query.where(LoyaltyNotice.id > after)
+    rows = list(session.scalars(query.order_by(LoyaltyNotice.id).limit(limit)))
+    return NoticePage(
+        items=[NoticeOut.model_validate(r) for r in rows],
+        next_after=rows[-1].id if len(rows) == limit else None,
+    )

@@ -39,6 +39,8 @@ from patron.loyalty.models import (
     LoyaltyAccount,
     LoyaltyEntry,
     LoyaltyMember,
+    LoyaltyNotice,
+    NoticeKind,
     TierChange,
 )
 from patron.loyalty.program import ProgramConfig, TierDef
@@ -56,6 +58,7 @@ from patron.stores.models import Store
 
 MEMBERS = table_of(LoyaltyMember)
 CHANGES = table_of(TierChange)
+NOTICES = table_of(LoyaltyNotice)
 MAX_REVIEWS = 100  # missed reviews caught up in one refresh (a guard)
 NOT_PLACED = ""
 
@@ -294,6 +297,26 @@ def refresh(
         updates.append((member.id, row))
     if changes:
         session.execute(CHANGES.insert(), changes)
+        # Upgrades and downgrades are news for the member (campaigns send them).
+        notify(
+            session,
+            store.id,
+            [
+                {
+                    "customer_id": c["customer_id"],
+                    "kind": NoticeKind.tier_changed,
+                    "key": f"tier:{c['customer_id']}:{c['occurred_at'].isoformat()}:{c['to_tier']}",
+                    "data": {
+                        "from_tier": c["from_tier"],
+                        "to_tier": c["to_tier"],
+                        "change": c["change"],
+                        "reason": c["reason"],
+                    },
+                }
+                for c in changes
+                if c["change"] in ("upgrade", "downgrade")
+            ],
+        )
     groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for member_id, row in updates:
         groups.setdefault(tuple(sorted(row)), []).append({"id": member_id, **row})
@@ -497,3 +520,22 @@ __all__ = [
     "tier_counts",
     "tier_history",
 ]
+
+
+# -- notices -------------------------------------------------------------------------------
+
+
+def notify(session: Session, store_id: int, rows: Sequence[dict[str, Any]]) -> int:
+    """Write notices (``customer_id``, ``kind``, ``key``, ``data``), each key once;
+    returns how many were new."""
+    if not rows:
+        return 0
+    now = utcnow()
+    new = 0
+    for chunk in chunks(list(rows), 1000):
+        result = session.execute(
+            insert_ignoring_conflicts(session, NOTICES, "store_id", "key").returning(NOTICES.c.id),
+            [{"store_id": store_id, "created_at": now, **row} for row in chunk],
+        )
+        new += len(result.all())
+    return new

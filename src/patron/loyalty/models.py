@@ -315,3 +315,30 @@ class RuleUsage(Base):
     customer_id: Mapped[int] = mapped_column(BigInteger)  # 0: the campaign budget
     period_start: Mapped[datetime]
     points: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class NoticeKind(enum.StrEnum):
+    points_expiring = "points_expiring"  # advance reminder, `expiry_reminder_days` before
+    tier_changed = "tier_changed"  # an upgrade or a downgrade
+
+
+class LoyaltyNotice(Base):
+    """Something a member should be told, written once by the loyalty jobs: the outbox
+    campaigns read (points about to expire, a new tier). ``key`` makes each notice
+    happen once, however often the job runs."""
+
+    __tablename__ = "loyalty_notices"
+    __table_args__ = (
+        UniqueConstraint("store_id", "key"),
+        Index("ix_loyalty_notices_store_kind", "store_id", "kind", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    store_id: Mapped[int] = mapped_column(ForeignKey("stores.id", ondelete="CASCADE"))
+    customer_id: Mapped[int] = mapped_column(
+        ForeignKey("customers.id", ondelete="CASCADE"), index=True
+    )
+    kind: Mapped[NoticeKind] = mapped_column(_enum(NoticeKind, "loyalty_notice_kind"))
+    key: Mapped[str] = mapped_column(String(255))
+    data: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime]

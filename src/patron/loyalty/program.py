@@ -540,6 +540,11 @@ class ProgramConfig(_Strict):
         15, ge=0, le=365, description="Points stay pending this long after delivery."
     )
     expiry: Expiry = NeverExpiry(policy="never")
+    expiry_reminder_days: list[Annotated[StrictInt, Field(ge=1, le=365)]] = Field(
+        default_factory=lambda: [30, 7],
+        max_length=10,
+        description="Remind members this many days before points expire (one notice each).",
+    )
     growth: GrowthConfig = GrowthConfig()
     debt_policy: DebtPolicy = DebtPolicy()
     tiers: list[TierDef] = Field(min_length=1, max_length=20)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -201,3 +201,21 @@ class ActionOut(BaseModel):
     streak: int | None = Field(None, description="Check-ins: days in a row, today included.")
     rules: list[FiredRuleOut] = Field(default_factory=list, description="Rules that fired.")
     balance: BalanceOut
+
+
+class NoticeOut(BaseModel):
+    """Something to tell a member (the outbox campaigns read): points about to expire, a
+    new tier."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    customer_id: int
+    kind: str
+    data: dict[str, Any]
+    created_at: datetime
+
+
+class NoticePage(BaseModel):
+    items: list[NoticeOut]
+    next_after: int | None

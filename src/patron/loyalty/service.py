@@ -652,7 +652,15 @@ class LedgerService:
         rows = repo.expiring_by_customer(
             session, store.id, now, now + within, limit, after_customer_id
         )
-        return [ExpiringPoints(cid, int(points), first) for cid, points, first in rows]
+        # SQLite returns an aggregate of a timestamp as text.
+        return [
+            ExpiringPoints(
+                cid,
+                int(points),
+                as_utc(datetime.fromisoformat(first) if isinstance(first, str) else first),
+            )
+            for cid, points, first in rows
+        ]
 
     # -- reads ---------------------------------------------------------------------------
 
