@@ -228,6 +228,12 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=5000)
     parser.add_argument("--clients", type=int, default=2)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--sqlite-workers",
+        type=int,
+        default=2,
+        help="server processes on SQLite (one writer at a time; more overlap parsing)",
+    )
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="patron-bench-"))
@@ -264,7 +270,11 @@ def main() -> None:
             )
             console.print(f"{backend}: CSV import {n_orders / seconds:,.0f} orders/s")
             api_seconds, created = bench_api(
-                db, bodies, args.batch, args.clients, 1 if backend == "sqlite" else args.workers
+                db,
+                bodies,
+                args.batch,
+                args.clients,
+                args.sqlite_workers if backend == "sqlite" else args.workers,
             )
             results.add_row(
                 backend,
