@@ -23,15 +23,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import String, and_, case, cast, func, literal, or_, select
+from sqlalchemy import String, case, cast, func, literal, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from patron.kit.clock import as_utc, utcnow, zone
+from patron.kit.clock import as_utc, utcnow
 from patron.kit.repository import chunks, insert_ignoring_conflicts, table_of, update_by_id
 from patron.loyalty.models import (
     Currency,
@@ -394,38 +394,6 @@ def review_due(
     return len(ids)
 
 
-def place_all(
-    session: Session, store: Store, program: ProgramConfig, now: datetime | None = None
-) -> int:
-    """Place every member that has a points account but no tier yet (after a programme is
-    applied to a store with history, or a backfill). Returns how many were placed."""
-    now = utcnow() if now is None else as_utc(now)
-    placed = 0
-    while True:
-        ids = list(
-            session.scalars(
-                select(LoyaltyAccount.customer_id)
-                .outerjoin(
-                    LoyaltyMember,
-                    and_(
-                        LoyaltyMember.store_id == LoyaltyAccount.store_id,
-                        LoyaltyMember.customer_id == LoyaltyAccount.customer_id,
-                    ),
-                )
-                .where(
-                    LoyaltyAccount.store_id == store.id,
-                    or_(LoyaltyMember.id.is_(None), LoyaltyMember.tier == NOT_PLACED),
-                )
-                .order_by(LoyaltyAccount.customer_id)
-                .limit(2000)
-            )
-        )
-        if not ids:
-            return placed
-        refresh(session, store, program, ids, now)
-        placed += len(ids)
-
-
 # -- reads ---------------------------------------------------------------------------------
 
 
@@ -470,56 +438,6 @@ def tier_history(
             .limit(limit)
         )
     )
-
-
-def tier_counts(session: Session, store: Store, program: ProgramConfig) -> dict[str, int]:
-    """Members per tier (members with a points account but no tier row count in the
-    first tier)."""
-    counts = {t.code: 0 for t in program.tiers}
-    rows = session.execute(
-        select(MEMBERS.c.tier, func.count())
-        .where(MEMBERS.c.store_id == store.id, MEMBERS.c.tier != NOT_PLACED)
-        .group_by(MEMBERS.c.tier)
-    )
-    for tier, n in rows:
-        counts[tier if tier in counts else program.tiers[0].code] += int(n)
-    unplaced = session.scalar(
-        select(func.count())
-        .select_from(LoyaltyAccount)
-        .outerjoin(
-            LoyaltyMember,
-            and_(
-                LoyaltyMember.store_id == LoyaltyAccount.store_id,
-                LoyaltyMember.customer_id == LoyaltyAccount.customer_id,
-            ),
-        )
-        .where(
-            LoyaltyAccount.store_id == store.id,
-            or_(LoyaltyMember.id.is_(None), LoyaltyMember.tier == NOT_PLACED),
-        )
-    )
-    counts[program.tiers[0].code] += int(unplaced or 0)
-    return counts
-
-
-def local_day(at: datetime, tz: str) -> date:
-    return as_utc(at).astimezone(zone(tz)).date()
-
-
-__all__ = [
-    "NOT_PLACED",
-    "Standing",
-    "histories",
-    "local_day",
-    "member_tier",
-    "member_tiers",
-    "place_all",
-    "refresh",
-    "review_due",
-    "standing",
-    "tier_counts",
-    "tier_history",
-]
 
 
 # -- notices -------------------------------------------------------------------------------
