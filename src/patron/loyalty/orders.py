@@ -372,16 +372,24 @@ def award_delivered(
         condition = Order.delivered_at.is_not(None)
     else:
         return on_orders_changed(session, store, orders, now)
-    ids = list(
-        session.scalars(
-            select(Order.id)
-            .where(Order.store_id == store.id, Order.status.in_(_EARNING), condition)
-            # By member: each batch loads a member's live lots once, not once per batch.
-            .order_by(Order.customer_id, Order.id)
-        )
-    )
+    rows = session.execute(
+        select(Order.id, Order.customer_id)
+        .where(Order.store_id == store.id, Order.status.in_(_EARNING), condition)
+        # By member, and a member's orders in one batch: their lots are read once and
+        # their tier is decided once, on all of their history.
+        .order_by(Order.customer_id, Order.id)
+    ).all()
     earned = 0
-    for chunk in chunks(ids, BATCH):
-        orders_ = _load_orders(session, store.id, Order.id.in_(chunk))
-        earned += _earn(session, store, program, orders_, now)
+    start = 0
+    while start < len(rows):
+        end = min(start + BATCH, len(rows))
+        while end < len(rows) and rows[end].customer_id == rows[end - 1].customer_id:
+            end += 1
+        batch = [row.id for row in rows[start:end]]
+        # Below SQLite's 32,766 bound parameters; split further only for a member with
+        # tens of thousands of orders.
+        for chunk in chunks(batch, 30_000):
+            orders_ = _load_orders(session, store.id, Order.id.in_(chunk))
+            earned += _earn(session, store, program, orders_, now)
+        start = end
     return earned
