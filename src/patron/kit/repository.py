@@ -127,6 +127,12 @@ def insert_rows(
     if session.get_bind().dialect.name != "postgresql" or len(rows) <= FEW_ROWS:
         # SQLite, or a few rows: COPY and a staging table cost more than they save.
         stmt = insert_ignoring_conflicts(session, table, *conflict) if conflict else table.insert()
+        if len(rows) == 1:  # no executemany machinery for the single-record paths
+            one = stmt.values(**rows[0])
+            if not returning:
+                session.execute(one)
+                return []
+            return list(session.execute(one.returning(*(table.c[c] for c in returning))))
         if not returning:
             session.execute(stmt, list(rows))
             return []

@@ -24,7 +24,7 @@ from patron.kit.repository import insert_ignoring_conflicts, table_of
 from patron.loyalty import membership
 from patron.loyalty import repository as ledger_repo
 from patron.loyalty.models import LoyaltyAccount, LoyaltyMember
-from patron.loyalty.orders import active_program
+from patron.loyalty.orders import active_program, require_program
 from patron.loyalty.program import EventKind, ProgramConfig
 from patron.loyalty.rules import EarnEvent, Evaluation, MemberContext, evaluate
 from patron.loyalty.service import Posting, ledger
@@ -51,13 +51,6 @@ class ActionResult:
     replayed: bool
     evaluation: Evaluation | None  # None on a replay
     streak: int | None = None
-
-
-def _program(session: Session, store: Store) -> ProgramConfig:
-    program = active_program(session, store)
-    if program is None:
-        raise NotFound("This store has no loyalty programme yet (PUT /v1/loyalty/program).")
-    return program
 
 
 def _member(session: Session, store: Store, customer_id: int) -> Customer:
@@ -132,24 +125,14 @@ def check_in(
     """The member checks in for today (store time): once a day, streaks counted. A second
     check-in the same day changes nothing and says so (``replayed``)."""
     now = utcnow() if now is None else as_utc(now)
-    program = _program(session, store)
+    program = require_program(session, store)
     customer = _member(session, store, customer_id)
     today = now.astimezone(zone(store.timezone)).date()
     key = f"member:{customer_id}:check-in:{today.isoformat()}"
     # The member row is the check-in's lock: two check-ins of one member run in turn.
     session.execute(
         insert_ignoring_conflicts(session, MEMBERS, "store_id", "customer_id"),
-        [
-            {
-                "store_id": store.id,
-                "customer_id": customer_id,
-                "tier": membership.NOT_PLACED,
-                "tier_since": now,
-                "streak": 0,
-                "created_at": now,
-                "updated_at": now,
-            }
-        ],
+        [membership.new_member_row(store.id, customer_id, now)],
     )
     row = session.execute(
         select(MEMBERS.c.id, MEMBERS.c.last_check_in, MEMBERS.c.streak)
@@ -206,7 +189,7 @@ def report(
         allowed = ", ".join(k.value for k in REPORTED)
         raise Invalid(f"kind: {kind.value!r} is not reported this way (one of {allowed})")
     now = utcnow() if now is None else as_utc(now)
-    program = _program(session, store)
+    program = require_program(session, store)
     customer = _member(session, store, customer_id)
     # Sign-up and profile completion happen once per member, whatever key is sent.
     once = kind in (EventKind.sign_up, EventKind.profile_completed)

@@ -11,13 +11,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from patron.auth import Principal, Scope, SessionDep, require
-from patron.errors import NotFound
 from patron.kit.money import from_minor
 from patron.kit.text import CleanText
 from patron.loyalty import actions, membership
 from patron.loyalty.endpoints import _balance
 from patron.loyalty.models import LoyaltyNotice, NoticeKind
-from patron.loyalty.orders import active_program
+from patron.loyalty.orders import require_program
 from patron.loyalty.program import EventKind, ProgramConfig, TierDef
 from patron.loyalty.schemas import (
     ActionIn,
@@ -44,13 +43,6 @@ ExtId = Annotated[CleanText, Path(min_length=1, max_length=128)]
 Limit = Annotated[int, Query(ge=1, le=500)]
 
 
-def program_of(session: Session, store: Store) -> ProgramConfig:
-    program = active_program(session, store)
-    if program is None:
-        raise NotFound("This store has no loyalty programme yet (PUT /v1/loyalty/program).")
-    return program
-
-
 def _value(program: ProgramConfig, value: int) -> Decimal:
     """A qualifying value as shown: currency units for spend tiers, else a count."""
     if program.tiers[0].qualify_on == "spend":
@@ -67,7 +59,7 @@ def _ref(tier: TierDef) -> TierRefOut:
 
 
 def _standing(session: Session, store: Store, customer_id: int) -> StandingOut:
-    program = program_of(session, store)
+    program = require_program(session, store)
     found = membership.standing(session, store, program, customer_id)
     tier, progress = found.tier, found.progress
     nxt = program.tier(progress.next) if progress.next else None

@@ -63,6 +63,19 @@ MAX_REVIEWS = 100  # missed reviews caught up in one refresh (a guard)
 NOT_PLACED = ""
 
 
+def new_member_row(store_id: int, customer_id: int, now: datetime) -> dict[str, Any]:
+    """A ``loyalty_members`` row for a member not placed in a tier yet."""
+    return {
+        "store_id": store_id,
+        "customer_id": customer_id,
+        "tier": NOT_PLACED,
+        "tier_since": now,
+        "streak": 0,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
 def member_tier(session: Session, store_id: int, customer_id: int) -> str | None:
     """The tier code the member holds; None: never placed (the programme's first tier)."""
     tier = session.scalar(
@@ -128,15 +141,8 @@ def _growth_history(
         )
         for cid, amount, available_at, created_at in rows:
             at = available_at if available_at is not None else created_at
-            out[cid].append(Activity(_aware(at), growth=int(amount)))
+            out[cid].append(Activity(as_utc(at), growth=int(amount)))
     return out
-
-
-def _aware(value: Any) -> datetime:
-    """SQLite aggregates return text or naive values where columns would be typed."""
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    return as_utc(value)
 
 
 def _order_history(
@@ -234,18 +240,7 @@ def refresh(
     for chunk in chunks(ids):
         session.execute(
             insert_ignoring_conflicts(session, MEMBERS, "store_id", "customer_id"),
-            [
-                {
-                    "store_id": store.id,
-                    "customer_id": cid,
-                    "tier": NOT_PLACED,
-                    "tier_since": now,
-                    "streak": 0,
-                    "created_at": now,
-                    "updated_at": now,
-                }
-                for cid in chunk
-            ],
+            [new_member_row(store.id, cid, now) for cid in chunk],
         )
     members: list[Any] = []
     for chunk in chunks(ids):
@@ -340,17 +335,7 @@ def schedule(
         return
     now = utcnow()
     rows = [
-        {
-            "store_id": store.id,
-            "customer_id": cid,
-            "tier": NOT_PLACED,
-            "tier_since": now,
-            "check_at": at,
-            "streak": 0,
-            "created_at": now,
-            "updated_at": now,
-        }
-        for cid, at in sorted(due.items())
+        {**new_member_row(store.id, cid, now), "check_at": at} for cid, at in sorted(due.items())
     ]
     dialect = session.get_bind().dialect.name
     insert_ = pg_insert if dialect == "postgresql" else sqlite_insert

@@ -41,6 +41,7 @@ from sqlalchemy import and_, exists, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from patron.customers.models import Customer
+from patron.errors import NotFound
 from patron.kit.clock import as_utc, utcnow, zone
 from patron.kit.repository import chunks
 from patron.loyalty import membership
@@ -84,6 +85,14 @@ def active_program(session: Session, store: Store) -> ProgramConfig | None:
         if len(_PROGRAMS) > 64:
             _PROGRAMS.clear()
         program = _PROGRAMS[row.fingerprint] = load(row)
+    return program
+
+
+def require_program(session: Session, store: Store) -> ProgramConfig:
+    """The store's active programme; a 404 problem when it has none."""
+    program = active_program(session, store)
+    if program is None:
+        raise NotFound("This store has no loyalty programme yet (PUT /v1/loyalty/program).")
     return program
 
 

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import Table, and_, bindparam, func, insert, or_, select, update
+from sqlalchemy import Table, and_, bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from patron.customers.models import Customer
@@ -183,11 +183,6 @@ def entries_by_key(session: Session, store_id: int, key: str) -> Sequence[Any]:
     ).all()
 
 
-# Above this many rows, PostgreSQL rows travel by COPY (``insert_rows``): a VALUES list
-# has thousands of placeholders psycopg would parse on every call.
-_COPY_FROM = 20
-
-
 def _insert_many(
     session: Session,
     table: Table,
@@ -196,21 +191,8 @@ def _insert_many(
     conflict: Sequence[str] = (),
     returning: Sequence[str] = (),
 ) -> list[tuple[Any, ...]]:
-    """INSERT rows, in list order, [ON CONFLICT (conflict) DO NOTHING] [RETURNING]."""
-    if not rows:
-        return []
-    bind = session.get_bind()
-    if bind.dialect.name != "postgresql" or len(rows) < _COPY_FROM:
-        stmt = insert_ignoring_conflicts(session, table, *conflict) if conflict else insert(table)
-        if returning:
-            stmt = stmt.returning(*(table.c[name] for name in returning))
-        if len(rows) == 1:
-            result = session.execute(stmt.values(**rows[0]))
-        else:
-            result = session.execute(stmt, rows)
-        return [tuple(row) for row in result] if returning else []
-    # COPY into a staging table (psycopg formats rows in C), then INSERT ... SELECT in
-    # list order: ids ascend with the list.
+    """INSERT rows in list order (ids ascend with it) [ON CONFLICT (conflict) DO NOTHING]
+    [RETURNING]."""
     plain = [{name: _plain(value) for name, value in row.items()} for row in rows]
     found = insert_rows(
         session, table, plain, conflict=conflict, returning=returning, in_list_order=True

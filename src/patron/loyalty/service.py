@@ -652,15 +652,7 @@ class LedgerService:
         rows = repo.expiring_by_customer(
             session, store.id, now, now + within, limit, after_customer_id
         )
-        # SQLite returns an aggregate of a timestamp as text.
-        return [
-            ExpiringPoints(
-                cid,
-                int(points),
-                as_utc(datetime.fromisoformat(first) if isinstance(first, str) else first),
-            )
-            for cid, points, first in rows
-        ]
+        return [ExpiringPoints(cid, int(points), as_utc(first)) for cid, points, first in rows]
 
     # -- reads ---------------------------------------------------------------------------
 
