@@ -29,7 +29,7 @@ channel            string     sales channel, null when unknown
 customer_id        string     the store's customer id
 is_member          boolean    enrolled in the loyalty programme
 nps                int64      latest recommendation answer 0–10, null when never asked
-complained         boolean    has opened a complaint / ticket
+complained_at      timestamp  first complaint / support ticket, store-local, null if none
 =================  =========  ===========================================================
 """
 
@@ -68,7 +68,7 @@ CUSTOMER_SCHEMA = pa.schema(
         ("customer_id", pa.string()),
         ("is_member", pa.bool_()),
         ("nps", pa.int64()),
-        ("complained", pa.bool_()),
+        ("complained_at", pa.timestamp("us")),
     ]
 )
 IBIS_ORDER_SCHEMA = ibis.schema({f.name: dt.dtype(f.type) for f in ORDER_SCHEMA})
@@ -162,10 +162,11 @@ def from_arrow(
         ids = pc.unique(orders.column("customer_id"))
         customers = pa.table({"customer_id": ids})
     customers = conform(customers, CUSTOMER_SCHEMA)
-    for name in ("is_member", "complained"):
-        customers = customers.set_column(
-            customers.schema.get_field_index(name), name, customers.column(name).fill_null(False)
-        )
+    customers = customers.set_column(
+        customers.schema.get_field_index("is_member"),
+        "is_member",
+        customers.column("is_member").fill_null(False),
+    )
     if as_of is None:
         last = pc.max(orders.column("placed_at")).as_py()
         as_of = (
