@@ -95,21 +95,34 @@ class Member:
     # -- due transitions -------------------------------------------------------------
 
     def catch_up(self, now: datetime) -> None:
-        due = sorted(
-            (lot for lot in self.lots if lot.pending and lot.available_at <= now),
-            key=lambda lot: (lot.available_at, lot.n),
-        )
-        for lot in due:
-            lot.pending = False
-            b = self.bal[lot.cur]
-            b["pending"] -= lot.remaining
-            b["available"] += lot.remaining
-            self.settle(lot.cur, now)
-        for lot in sorted(
-            (lot for lot in self.lots if lot.remaining > 0 and lot.expired(now)),
-            key=lambda lot: (lot.expires_at, lot.n),
-        ):
-            self._expire(lot)
+        # In the order things happened, as the ledger does: a debt is settled from a lot
+        # that matured before it expired, never from one already expired.
+        while True:
+            maturing = sorted(
+                (lot for lot in self.lots if lot.pending and lot.available_at <= now),
+                key=lambda lot: (lot.available_at, lot.n),
+            )
+            expiring = sorted(
+                (lot for lot in self.lots if lot.remaining > 0 and lot.expired(now)),
+                key=lambda lot: (lot.expires_at or now, lot.n),
+            )
+            first_m = maturing[0] if maturing else None
+            first_e = expiring[0] if expiring else None
+            if first_m is None and first_e is None:
+                break
+            if first_m is not None and (
+                first_e is None
+                or first_e.expires_at is None
+                or first_m.available_at <= first_e.expires_at
+            ):
+                first_m.pending = False
+                b = self.bal[first_m.cur]
+                b["pending"] -= first_m.remaining
+                b["available"] += first_m.remaining
+                self.settle(first_m.cur, first_m.available_at)
+            else:
+                assert first_e is not None
+                self._expire(first_e)
         for hold in sorted(
             (h for h in self.holds.values() if h.state == "open" and h.expires_at <= now),
             key=lambda h: (h.expires_at, h.n),
