@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import subprocess
 import tempfile
@@ -35,10 +36,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 from rich.console import Console
 from rich.table import Table
 
+from bench.http import HttpError, LeanClient, Response
 from bench.ingest import Database, order_bodies, start_server
 from patron.auth import Scope
 from patron.customers.schemas import CustomerIn
@@ -114,16 +115,19 @@ KINDS = ("order", "earn", "redeem")
 
 
 async def _call(
-    http: httpx.AsyncClient, kind: str, i: int, customer: str, run: str, now: datetime
-) -> httpx.Response:
+    http: LeanClient, kind: str, i: int, customer: str, run: str, now: datetime
+) -> Response:
     if kind == "order":
         ext = f"{run}-{i}"
-        return await http.put(f"/v1/orders/{ext}", json=_order_body(ext, customer, now))
+        return await http.request("PUT", f"/v1/orders/{ext}", _order_body(ext, customer, now))
     if kind == "earn":
-        return await http.post(
-            f"/v1/customers/{customer}/actions", json={"kind": "share", "key": f"{run}-{i}"}
+        return await http.request(
+            "POST",
+            f"/v1/customers/{customer}/actions",
+            {"kind": "share", "key": f"{run}-{i}"},
         )
-    return await http.post(
+    return await http.request(
+        "POST",
         f"/v1/customers/{customer}/rewards/coupon-20/redeem",
         headers={"Idempotency-Key": f"draw-{run}-{i}"},
     )
@@ -135,10 +139,9 @@ async def _load(
     """Open loop: request i starts at i / rate s whatever the answers before it; its
     latency counts from then. A request that fails or times out (30 s) is an error."""
     latencies: dict[str, list[float]] = {k: [] for k in (*KINDS, "error")}
-    headers = {"Authorization": f"Bearer {key}"}
-    limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
     now = datetime.now(UTC)
-    async with httpx.AsyncClient(base_url=base, headers=headers, limits=limits, timeout=30) as http:
+    http = LeanClient(base, {"Authorization": f"Bearer {key}"}, timeout=30)
+    try:
         start = time.perf_counter()
         total = int(rate * seconds)
 
@@ -148,7 +151,7 @@ async def _load(
             kind = KINDS[i % 3]
             try:
                 res = await _call(http, kind, i, f"M-{i % members}", run, now)
-            except httpx.HTTPError as exc:  # a timeout: the server is over capacity
+            except HttpError as exc:  # a timeout: the server is over capacity
                 latencies["error"].append((time.perf_counter() - due) * 1000)
                 if len(latencies["error"]) <= 3:
                     console.print(f"[red]{kind}[/red] {exc!r}")
@@ -159,10 +162,47 @@ async def _load(
                 console.print(f"[red]{kind} {res.status_code}[/red] {res.text[:200]}")
 
         await asyncio.gather(*(one(i) for i in range(total)))
+    finally:
+        await http.close()
     return latencies
 
 
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_ms(server_pid: int) -> tuple[float, float]:
+    """CPU time (ms) used so far by the server's process tree and by PostgreSQL."""
+    parents: dict[int, int] = {}
+    used: dict[int, int] = {}
+    postgres = 0
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            with open(f"/proc/{name}/cmdline", "rb") as f:
+                command = f.read()
+        except OSError:
+            continue
+        pid, ticks = int(name), int(fields[11]) + int(fields[12])
+        parents[pid], used[pid] = int(fields[1]), ticks
+        postgres += ticks if command.startswith(b"postgres") else 0
+
+    def in_server(pid: int) -> bool:
+        while pid > 1:
+            if pid == server_pid:
+                return True
+            pid = parents.get(pid, 0)
+        return False
+
+    server = sum(t for pid, t in used.items() if in_server(pid))
+    return server * 1000 / _TICK, postgres * 1000 / _TICK
+
+
 def bench_latency(db: Database, rate: float, seconds: float, members: int) -> dict[str, Any]:
+    """Latencies per call kind, plus "cpu": CPU ms per request of server, PostgreSQL and
+    this client (PostgreSQL counts every backend: run on a quiet machine)."""
     slug, key = new_store(db)
     with unit_of_work(db.engine) as session:  # members with points to redeem
         store = stores.get(session, slug)
@@ -175,7 +215,15 @@ def bench_latency(db: Database, rate: float, seconds: float, members: int) -> di
     server, base = start_server(db, 2 if db.backend == "postgresql" else 1)
     try:
         asyncio.run(_load(base, key, rate, 2, members, "warm"))  # warm up both workers
-        latencies = asyncio.run(_load(base, key, rate, seconds, members, "run"))
+        server0, postgres0, client0 = *_cpu_ms(server.pid), time.process_time()
+        latencies: dict[str, Any] = asyncio.run(_load(base, key, rate, seconds, members, "run"))
+        server1, postgres1, client1 = *_cpu_ms(server.pid), time.process_time()
+        requests = rate * seconds
+        latencies["cpu"] = {
+            "server": (server1 - server0) / requests,
+            "postgres": (postgres1 - postgres0) / requests,
+            "client": (client1 - client0) * 1000 / requests,
+        }
     finally:
         server.terminate()
         try:
@@ -260,6 +308,12 @@ def main() -> None:
             "p99 ≤ 25",
         )
     console.print(latency)
+    if "cpu" in lat:
+        cpu = lat["cpu"]
+        console.print(
+            f"CPU per request: server {cpu['server']:.2f} ms, PostgreSQL {cpu['postgres']:.2f}"
+            f" ms, load client {cpu['client']:.2f} ms ({os.cpu_count()} cores)"
+        )
     if lat.get("error"):
         console.print(f"[red]{len(lat['error'])} requests failed[/red]")
 

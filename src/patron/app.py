@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Response
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, Histogram, generate_latest
 from sqlalchemy import Engine, text
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from patron import __version__, errors
+from patron.analytics.endpoints import router as analytics_router
 from patron.customers.endpoints import router as customers_router
 from patron.db import default_engine, session_factory
 from patron.ingest.endpoints import router as webhooks_router
@@ -37,6 +39,36 @@ Authenticate with `Authorization: Bearer <API key>` (create one with
 `patron keys create`). Scopes: `admin`, `ingest`, `read`; member endpoints take a signed
 member token. Errors are RFC 9457 `application/problem+json`.
 """
+
+
+class MeasureLatency:
+    """Records each request's latency by route template and status (Prometheus).
+
+    A plain ASGI middleware: ``@app.middleware("http")`` runs every request through extra
+    tasks and stream wrappers, which costs more than the histogram itself.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500  # unless a response starts
+
+        async def send_and_note(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_note)
+        finally:
+            path = getattr(scope.get("route"), "path", "unmatched")
+            LATENCY.labels(scope["method"], path, str(status)).observe(time.perf_counter() - start)
 
 
 def create_app(engine: Engine | None = None, *, jobs_interval: float | None = None) -> FastAPI:
@@ -67,18 +99,7 @@ def create_app(engine: Engine | None = None, *, jobs_interval: float | None = No
     app.state.sessionmaker = session_factory(app.state.engine)
     errors.install(app)
 
-    @app.middleware("http")
-    async def _measure(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        start = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        path = getattr(route, "path", "unmatched")
-        LATENCY.labels(request.method, path, str(response.status_code)).observe(
-            time.perf_counter() - start
-        )
-        return response
+    app.add_middleware(MeasureLatency)
 
     @app.get("/healthz", tags=["ops"])
     def healthz() -> dict[str, str]:
@@ -100,6 +121,7 @@ def create_app(engine: Engine | None = None, *, jobs_interval: float | None = No
     app.include_router(program_router)
     app.include_router(rewards_router)
     app.include_router(referrals_router)
+    app.include_router(analytics_router)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

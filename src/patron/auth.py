@@ -13,16 +13,20 @@ import hashlib
 import hmac
 import json
 import secrets
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import timedelta
-from typing import Annotated
+from datetime import datetime, timedelta
+from typing import Annotated, Any
 
+import anyio
+import anyio.to_thread
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import event, select, update
+from sqlalchemy.orm import Session, make_transient_to_detached
+from starlette.concurrency import run_in_threadpool
 
 from patron.errors import Forbidden, Unauthorized
 from patron.kit.clock import utcnow
@@ -104,6 +108,77 @@ def _member_principal(session: Session, token: str) -> Principal:
     return Principal(store=store, scopes=frozenset({Scope.member}), customer_id=customer_id)
 
 
+# -- a short-lived cache of verified API keys --------------------------------------------
+#
+# Checking a key costs two queries (key, store) on every request; on the hot paths (an
+# earn, a redemption) that is a sixth of the work. A verified key is remembered for
+# KEY_CACHE_SECONDS: a key revoked in this process (or a store changed) is forgotten at
+# once (mapper events below); in another process (the CLI, another worker) it stops
+# working within KEY_CACHE_SECONDS.
+
+KEY_CACHE_SECONDS = 5.0
+_KEY_CACHE_SIZE = 4096
+
+
+@dataclass(frozen=True)
+class _VerifiedKey:
+    key_id: int
+    scopes: frozenset[Scope]
+    store: Store  # detached snapshot; merged into each request's session without a query
+    last_used_at: datetime | None
+    until: float  # time.monotonic() deadline
+
+
+_verified: dict[str, _VerifiedKey] = {}
+_verified_lock = threading.Lock()
+
+
+def forget_keys(*_: Any) -> None:
+    """Drop every cached key (a key was revoked or a store changed in this process)."""
+    with _verified_lock:
+        _verified.clear()
+
+
+event.listen(ApiKey, "after_update", forget_keys)
+event.listen(ApiKey, "after_delete", forget_keys)
+event.listen(Store, "after_update", forget_keys)
+event.listen(Store, "after_delete", forget_keys)
+
+
+def _snapshot(store: Store) -> Store:
+    copy = Store(**{c.key: getattr(store, c.key) for c in Store.__mapper__.column_attrs})
+    make_transient_to_detached(copy)
+    return copy
+
+
+def _remember(token: str, principal: Principal, last_used_at: datetime | None) -> None:
+    assert principal.key_id is not None
+    entry = _VerifiedKey(
+        principal.key_id,
+        principal.scopes,
+        _snapshot(principal.store),
+        last_used_at,
+        time.monotonic() + KEY_CACHE_SECONDS,
+    )
+    with _verified_lock:
+        if len(_verified) >= _KEY_CACHE_SIZE:
+            _verified.clear()
+        _verified[token] = entry
+
+
+def _cached_principal(session: Session, authorization: str | None) -> Principal | None:
+    """The principal of a recently verified API key, without a query; None if unknown."""
+    if not authorization or authorization[:7].lower() != "bearer ":
+        return None
+    entry = _verified.get(authorization[7:].strip())
+    if entry is None or entry.until < time.monotonic():
+        return None
+    if entry.last_used_at is None or utcnow() - entry.last_used_at > timedelta(hours=1):
+        return None  # due for its hourly usage stamp: take the full path
+    store = session.merge(entry.store, load=False)
+    return Principal(store=store, scopes=entry.scopes, key_id=entry.key_id)
+
+
 def authenticate(session: Session, authorization: str | None) -> Principal:
     if not authorization or not authorization.lower().startswith("bearer "):
         raise Unauthorized("Missing bearer token: send `Authorization: Bearer <API key>`.")
@@ -128,26 +203,49 @@ def authenticate(session: Session, authorization: str | None) -> Principal:
     if store is None:  # pragma: no cover - FK cascade makes this impossible
         raise Unauthorized("Invalid API key.")
     now = utcnow()
+    last_used_at = key.last_used_at
     # Usage is recorded at most hourly: enough to find unused keys, no write per request.
-    if key.last_used_at is None or now - key.last_used_at > timedelta(hours=1):
-        key.last_used_at = now
+    # A plain UPDATE, not the ORM attribute: that would flush as a change of the key and
+    # empty the cache of verified keys.
+    if last_used_at is None or now - last_used_at > timedelta(hours=1):
+        session.execute(update(ApiKey).where(ApiKey.id == key.id).values(last_used_at=now))
+        last_used_at = now
     scopes: set[Scope] = set()
     for name in key.scopes.split():
         scopes |= IMPLIES[Scope(name)]
-    return Principal(store=store, scopes=frozenset(scopes), key_id=key.id)
+    principal = Principal(store=store, scopes=frozenset(scopes), key_id=key.id)
+    _remember(token, principal, last_used_at)
+    return principal
 
 
-def get_session(request: Request) -> Iterator[Session]:
-    """The request's unit of work: committed before the response is sent."""
+def _finish(session: Session, commit: bool) -> None:
+    try:
+        if commit:
+            session.commit()
+        else:
+            session.rollback()
+    finally:
+        session.close()
+
+
+# Commits get threads of their own: a request holding a pooled connection must never wait
+# for a thread that endpoints blocked on the pool have taken (a deadlock under load).
+_FINISHERS = anyio.CapacityLimiter(16)
+
+
+async def get_session(request: Request) -> AsyncIterator[Session]:
+    """The request's unit of work: committed before the response is sent.
+
+    Async so that opening it costs no thread hop (a session does no I/O until used); the
+    commit, which does, runs in a thread.
+    """
     session: Session = request.app.state.sessionmaker()
     try:
         yield session
-        session.commit()
     except BaseException:
-        session.rollback()
+        await anyio.to_thread.run_sync(_finish, session, False, limiter=_FINISHERS)
         raise
-    finally:
-        session.close()
+    await anyio.to_thread.run_sync(_finish, session, True, limiter=_FINISHERS)
 
 
 # scope="function": commit runs before the response goes out, so a failed commit is
@@ -161,12 +259,15 @@ bearer = HTTPBearer(auto_error=False, description="An API key (`pk_…`) or a me
 
 
 def require(scope: Scope) -> object:
-    def dependency(
+    async def dependency(
         request: Request,
         session: SessionDep,
         _declared: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     ) -> Principal:
-        principal = authenticate(session, request.headers.get("authorization"))
+        header = request.headers.get("authorization")
+        principal = _cached_principal(session, header)
+        if principal is None:
+            principal = await run_in_threadpool(authenticate, session, header)
         if scope not in principal.scopes:
             raise Forbidden(f"This endpoint needs the `{scope.value}` scope.")
         return principal

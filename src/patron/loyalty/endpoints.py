@@ -45,9 +45,9 @@ CostPerPoint = Annotated[
 
 
 def _balance(session: Session, store: Store, customer_id: int) -> BalanceOut:
-    balance = asdict(ledger.balance(session, store, customer_id))
+    found, expiring = ledger.balance_and_expiring(session, store, customer_id, timedelta(days=30))
+    balance = asdict(found)
     del balance["customer_id"]
-    expiring = ledger.expiring(session, store, customer_id, timedelta(days=30))
     return BalanceOut(
         **balance, expiring=[ExpiringOut(expires_at=at, points=n) for at, n in expiring]
     )

@@ -210,6 +210,22 @@ class Earning:
     growth_expires_at: datetime | None = None
 
 
+def _balance(customer_id: int, account: Account | None) -> Balance:
+    if account is None:
+        return Balance(customer_id)
+    return Balance(
+        customer_id,
+        account.points_available,
+        account.points_pending,
+        account.points_held,
+        account.debt,
+        account.growth,
+        account.growth_pending,
+        account.growth_debt,
+        account.version,
+    )
+
+
 def _earning_payload(e: Earning) -> dict[str, Any]:
     """Check an earning; what identifies it for idempotency."""
     reason = _check_reason(e.reason)
@@ -668,20 +684,7 @@ class LedgerService:
 
     def balance(self, session: Session, store: Store, customer_id: int) -> Balance:
         """Cached balances (zeros before the first entry)."""
-        account = repo.get_account(session, store.id, customer_id)
-        if account is None:
-            return Balance(customer_id)
-        return Balance(
-            customer_id,
-            account.points_available,
-            account.points_pending,
-            account.points_held,
-            account.debt,
-            account.growth,
-            account.growth_pending,
-            account.growth_debt,
-            account.version,
-        )
+        return _balance(customer_id, repo.get_account(session, store.id, customer_id))
 
     def expiring(
         self,
@@ -692,11 +695,23 @@ class LedgerService:
         now: datetime | None = None,
     ) -> list[tuple[datetime, int]]:
         """(expiry, points) of the member's points expiring within ``within``."""
+        return self.balance_and_expiring(session, store, customer_id, within, now)[1]
+
+    def balance_and_expiring(
+        self,
+        session: Session,
+        store: Store,
+        customer_id: int,
+        within: timedelta = timedelta(days=30),
+        now: datetime | None = None,
+    ) -> tuple[Balance, list[tuple[datetime, int]]]:
+        """``balance`` and ``expiring`` together, reading the account once."""
         now = _now(now)
         account = repo.get_account(session, store.id, customer_id)
         if account is None:
-            return []
-        return repo.expiring_lots(session, account.id, now, now + within)
+            return Balance(customer_id), []
+        expiring = repo.expiring_lots(session, account.id, now, now + within)
+        return _balance(customer_id, account), expiring
 
     def history(
         self,
