@@ -19,10 +19,12 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
+from typer.testing import CliRunner
 
 from patron.app import create_app
 from patron.auth import Scope
-from patron.db import make_engine, unit_of_work
+from patron.config import get_settings
+from patron.db import default_engine, make_engine, unit_of_work
 from patron.migrate import upgrade
 from patron.stores.models import Store
 from patron.stores.service import stores
@@ -110,3 +112,17 @@ def admin(engine: Engine, store: Store) -> dict[str, str]:
 @pytest.fixture
 def fixtures_dir() -> Path:
     return Path(__file__).parent / "fixtures"
+
+
+@pytest.fixture
+def db_cli(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> Iterator[CliRunner]:
+    """A CLI runner whose commands use the test database (settings and engine reset)."""
+    monkeypatch.setenv("PATRON_DATABASE_URL", engine.url.render_as_string(hide_password=False))
+    monkeypatch.setenv("COLUMNS", "240")
+    get_settings.cache_clear()
+    default_engine.cache_clear()
+    yield CliRunner()
+    if default_engine.cache_info().currsize:
+        default_engine().dispose()
+    get_settings.cache_clear()
+    default_engine.cache_clear()

@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from patron import __version__
+from patron.analytics.cli import analyze_command
 from patron.auth import Scope
 from patron.config import get_settings
 from patron.db import default_engine, unit_of_work
@@ -150,6 +151,7 @@ def keys_revoke(
 app.command("generate")(generate_command)
 app.command("demo")(demo_command)
 app.command("worker")(worker_command)
+app.command("analyze")(analyze_command)
 
 
 @app.command()

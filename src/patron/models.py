@@ -1,5 +1,6 @@
 """Imports every table so that metadata (Alembic, tests) sees the whole schema."""
 
+import patron.analytics.models  # analysis runs, customer scores
 import patron.loyalty.models  # the points ledger
 import patron.referrals.models  # referrals, surprise rewards
 import patron.rewards.models  # noqa: F401  (redemptions, coupons, stock)

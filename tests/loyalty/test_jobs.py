@@ -4,18 +4,15 @@ running them twice changes nothing. ``patron worker --once`` runs them for every
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
-import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 from typer.testing import CliRunner
 
 from patron.app import create_app
 from patron.cli import app
-from patron.config import get_settings
-from patron.db import default_engine, unit_of_work
+from patron.db import unit_of_work
 from patron.loyalty.jobs import JobRun, run_due
 from patron.loyalty.service import Balance, ledger
 from patron.stores.models import Store
@@ -66,33 +63,20 @@ def test_jobs_mature_expire_release_and_are_idempotent(
     assert run(engine, store, 101) == JobRun()
 
 
-@pytest.fixture
-def cli(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> Iterator[CliRunner]:
-    monkeypatch.setenv("PATRON_DATABASE_URL", engine.url.render_as_string(hide_password=False))
-    monkeypatch.setenv("COLUMNS", "240")
-    get_settings.cache_clear()
-    default_engine.cache_clear()
-    yield CliRunner()
-    if default_engine.cache_info().currsize:
-        default_engine().dispose()
-    get_settings.cache_clear()
-    default_engine.cache_clear()
-
-
-def test_worker_once(cli: CliRunner, engine: Engine, store: Store, member: int) -> None:
+def test_worker_once(db_cli: CliRunner, engine: Engine, store: Store, member: int) -> None:
     with unit_of_work(engine) as session:
         ledger.earn(
             session, session.merge(store), member, key="o-1", points=10, reason="order",
             available_at=T0 + DAY, now=T0,
         )  # fmt: skip
-    result = cli.invoke(app, ["worker", "--once", "--store", store.slug])
+    result = db_cli.invoke(app, ["worker", "--once", "--store", store.slug])
     assert result.exit_code == 0, result.output
     assert "worker:" in result.output and "matured" in result.output
     assert balance(engine, store, member).points_available == 10
-    again = cli.invoke(app, ["worker", "--once", "--store", store.slug, "--backfill"])
+    again = db_cli.invoke(app, ["worker", "--once", "--store", store.slug, "--backfill"])
     assert again.exit_code == 0, again.output
     assert "worker: 0 matured" in again.output
-    missing = cli.invoke(app, ["worker", "--once", "--store", "no-such-store"])
+    missing = db_cli.invoke(app, ["worker", "--once", "--store", "no-such-store"])
     assert missing.exit_code == 1
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -14,8 +13,6 @@ from typer.testing import CliRunner
 
 from patron.auth import Scope
 from patron.cli import app as cli_app
-from patron.config import get_settings
-from patron.db import default_engine
 from patron.stores.models import Store
 
 
@@ -185,29 +182,16 @@ def test_surprise_plans_through_the_api(
         assert field in fields(res), (bad, res.json())
 
 
-@pytest.fixture
-def cli(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> Iterator[CliRunner]:
-    monkeypatch.setenv("PATRON_DATABASE_URL", engine.url.render_as_string(hide_password=False))
-    monkeypatch.setenv("COLUMNS", "200")
-    get_settings.cache_clear()
-    default_engine.cache_clear()
-    yield CliRunner()
-    if default_engine.cache_info().currsize:
-        default_engine().dispose()
-    get_settings.cache_clear()
-    default_engine.cache_clear()
-
-
-def test_cli_stats_and_run(cli: CliRunner, engine: Engine, store: Store) -> None:
+def test_cli_stats_and_run(db_cli: CliRunner, engine: Engine, store: Store) -> None:
     customer(engine, store, "A")
-    res = cli.invoke(cli_app, ["referrals", "stats", "--store", store.slug])
+    res = db_cli.invoke(cli_app, ["referrals", "stats", "--store", store.slug])
     assert res.exit_code == 0, res.output
     assert "viral coefficient K" in res.output and "members (could refer)" in res.output
-    res = cli.invoke(cli_app, ["referrals", "run", "--store", store.slug])
+    res = db_cli.invoke(cli_app, ["referrals", "run", "--store", store.slug])
     assert res.exit_code == 0 and "referrals rewarded: 0" in res.output
-    res = cli.invoke(cli_app, ["referrals", "stats", "--store", "nope"])
+    res = db_cli.invoke(cli_app, ["referrals", "stats", "--store", "nope"])
     assert res.exit_code == 1
-    res = cli.invoke(
+    res = db_cli.invoke(
         cli_app,
         [
             "referrals",

@@ -2,35 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
-from sqlalchemy import Engine
 from typer.testing import CliRunner
 
 from patron.cli import app as cli_app
-from patron.config import get_settings
-from patron.db import default_engine
 from tests.rewards.conftest import Shop
 
 
-@pytest.fixture
-def cli(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> Iterator[CliRunner]:
-    monkeypatch.setenv("PATRON_DATABASE_URL", engine.url.render_as_string(hide_password=False))
-    monkeypatch.setenv("COLUMNS", "240")
-    get_settings.cache_clear()
-    default_engine.cache_clear()
-    yield CliRunner()
-    if default_engine.cache_info().currsize:
-        default_engine().dispose()
-    get_settings.cache_clear()
-    default_engine.cache_clear()
-
-
-def test_rewards_list(cli: CliRunner, shop: Shop) -> None:
+def test_rewards_list(db_cli: CliRunner, shop: Shop) -> None:
     shop.customer("C-1", points=1000)
     shop.redeem("C-1", "gift")
-    res = cli.invoke(cli_app, ["rewards", "list", "--store", shop.store.slug])
+    res = db_cli.invoke(cli_app, ["rewards", "list", "--store", shop.store.slug])
     assert res.exit_code == 0, res.output
     lines = {line.split("│")[1].strip(): line for line in res.output.splitlines() if "│" in line}
     assert {"coupon-10", "gift", "serum", "cash", "draw"} <= set(lines)
@@ -38,5 +19,5 @@ def test_rewards_list(cli: CliRunner, shop: Shop) -> None:
     assert gift == ["gift", "gift", "Travel set", "200", "4", "1", "yes"]
     assert "at checkout" in lines["cash"] and "unlimited" in lines["coupon-10"]
     assert "no" in lines["retired"].split("│")[-2]
-    res = cli.invoke(cli_app, ["rewards", "list", "--store", "no-such-store"])
+    res = db_cli.invoke(cli_app, ["rewards", "list", "--store", "no-such-store"])
     assert res.exit_code == 1 and "error" in res.output

@@ -35,7 +35,9 @@ complained_at      timestamp  first complaint / support ticket, store-local, nul
 
 from __future__ import annotations
 
+import tempfile
 import threading
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
@@ -95,7 +97,10 @@ def connect(engine: Engine) -> BaseBackend:
     """A fresh Ibis backend: an in-memory DuckDB, or a local-mode PySpark session.
 
     Spark runs with the session time zone pinned to UTC so naive local timestamps are
-    never shifted; one JVM per process is reused (starting one costs seconds).
+    never shifted; one JVM per process is reused (starting one costs seconds). Arrow
+    transfer keeps nullable integers (pandas would turn them into NaN floats, which Spark
+    then reads as nulls), the warehouse lives in the temp directory rather than the
+    working directory, and no progress bars are drawn on the console.
     """
     if engine == "duckdb":
         return ibis.duckdb.connect()
@@ -114,6 +119,11 @@ def connect(engine: Engine) -> BaseBackend:
                 .config("spark.ui.enabled", "false")
                 .config("spark.sql.shuffle.partitions", "8")
                 .config("spark.driver.memory", "4g")
+                .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+                .config(
+                    "spark.sql.warehouse.dir", f"{tempfile.gettempdir()}/patron-spark-warehouse"
+                )
+                .config("spark.ui.showConsoleProgress", "false")
                 .getOrCreate()
             )
             session.sparkContext.setLogLevel("ERROR")
@@ -170,17 +180,32 @@ def from_arrow(
     if as_of is None:
         last = pc.max(orders.column("placed_at")).as_py()
         as_of = (
-            datetime(last.year, last.month, last.day) + timedelta(days=1) if last else datetime(1970, 1, 1)
+            datetime(last.year, last.month, last.day) + timedelta(days=1)
+            if last
+            else datetime(1970, 1, 1)
         )
     con = con or connect(engine)
-    suffix = f"{id(orders):x}"
+    # Unique per frame: several frames may share one backend (and Spark one session).
+    suffix = uuid.uuid4().hex
     return Frame(
         engine=engine,
         con=con,
-        orders=con.create_table(f"orders_{suffix}", orders, overwrite=True),
-        customers=con.create_table(f"customers_{suffix}", customers, overwrite=True),
+        orders=register_arrow(con, f"orders_{suffix}", orders),
+        customers=register_arrow(con, f"customers_{suffix}", customers),
         timezone=timezone,
         currency=currency,
         as_of=as_of,
     )
 
+
+def register_arrow(con: BaseBackend, name: str, table: pa.Table) -> ibis.Table:
+    """``table`` as a table ``name`` of ``con``, held in memory by the engine.
+
+    Spark's ``create_table`` would write a managed table into the warehouse on disk; a
+    temporary view over the in-memory data is all an analysis needs.
+    """
+    if con.name == "pyspark":
+        view: ibis.Table = con.create_view(name, ibis.memtable(table), overwrite=True)
+        return view
+    created: ibis.Table = con.create_table(name, table, overwrite=True)
+    return created

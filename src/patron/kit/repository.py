@@ -193,9 +193,12 @@ def insert_rows(
 def _copy_type(sql_type: str) -> str:
     """A psycopg type-registry name for a compiled PostgreSQL column type."""
     base = sql_type.split("(")[0].strip().lower()
-    return {"timestamp with time zone": "timestamptz", "varchar": "text", "json": "jsonb"}.get(
-        base, base
-    )
+    return {
+        "timestamp with time zone": "timestamptz",
+        "varchar": "text",
+        "json": "jsonb",
+        "float": "float8",  # SQLAlchemy's Float compiles to FLOAT, a double precision
+    }.get(base, base)
 
 
 def _json_text(value: Any) -> str | None:
