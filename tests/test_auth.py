@@ -372,3 +372,31 @@ def test_key_use_is_recorded(engine: Engine, store: Store, client: TestClient) -
     with unit_of_work(engine) as session:
         key = session.scalars(select(ApiKey).where(ApiKey.prefix == prefix)).one()
         assert key.last_used_at is not None
+
+
+def test_a_verified_key_is_remembered_briefly(
+    client: TestClient, engine: Engine, admin: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sqlalchemy import event
+
+    import patron.auth as auth
+
+    key_reads: list[str] = []
+
+    def note(_conn: object, _cur: object, statement: str, *_: object) -> None:
+        if "FROM api_keys" in statement:
+            key_reads.append(statement)
+
+    event.listen(engine, "before_cursor_execute", note)
+    try:
+        assert client.get("/v1/customers", headers=admin).status_code == 200
+        first = len(key_reads)
+        assert client.get("/v1/customers", headers=admin).status_code == 200
+        assert len(key_reads) == first  # verified a moment ago: no query
+        monkeypatch.setattr(auth, "KEY_CACHE_SECONDS", 0.0)
+        auth.forget_keys()
+        assert client.get("/v1/customers", headers=admin).status_code == 200
+        assert client.get("/v1/customers", headers=admin).status_code == 200
+        assert len(key_reads) == first + 2  # no cache: every request checks the key
+    finally:
+        event.remove(engine, "before_cursor_execute", note)

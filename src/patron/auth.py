@@ -15,18 +15,15 @@ import json
 import secrets
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
-import anyio
-import anyio.to_thread
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy import event, select, update
+from sqlalchemy import event, inspect, select
 from sqlalchemy.orm import Session, make_transient_to_detached
-from starlette.concurrency import run_in_threadpool
 
 from patron.errors import Forbidden, Unauthorized
 from patron.kit.clock import utcnow
@@ -139,7 +136,17 @@ def forget_keys(*_: Any) -> None:
         _verified.clear()
 
 
-event.listen(ApiKey, "after_update", forget_keys)
+def _key_changed(mapper: Any, connection: Any, key: ApiKey) -> None:
+    # The hourly usage stamp is not a change of what the key may do.
+    state = inspect(key)
+    if any(
+        state.attrs[name].history.has_changes()
+        for name in ("revoked_at", "scopes", "secret_hash", "store_id", "prefix")
+    ):
+        forget_keys()
+
+
+event.listen(ApiKey, "after_update", _key_changed)
 event.listen(ApiKey, "after_delete", forget_keys)
 event.listen(Store, "after_update", forget_keys)
 event.listen(Store, "after_delete", forget_keys)
@@ -205,10 +212,10 @@ def authenticate(session: Session, authorization: str | None) -> Principal:
     now = utcnow()
     last_used_at = key.last_used_at
     # Usage is recorded at most hourly: enough to find unused keys, no write per request.
-    # A plain UPDATE, not the ORM attribute: that would flush as a change of the key and
-    # empty the cache of verified keys.
+    # Set on the object, so it is written at commit: an UPDATE now would hold the key's
+    # row lock for the whole request and queue every other request of that key behind it.
     if last_used_at is None or now - last_used_at > timedelta(hours=1):
-        session.execute(update(ApiKey).where(ApiKey.id == key.id).values(last_used_at=now))
+        key.last_used_at = now
         last_used_at = now
     scopes: set[Scope] = set()
     for name in key.scopes.split():
@@ -218,34 +225,17 @@ def authenticate(session: Session, authorization: str | None) -> Principal:
     return principal
 
 
-def _finish(session: Session, commit: bool) -> None:
-    try:
-        if commit:
-            session.commit()
-        else:
-            session.rollback()
-    finally:
-        session.close()
-
-
-# Commits get threads of their own: a request holding a pooled connection must never wait
-# for a thread that endpoints blocked on the pool have taken (a deadlock under load).
-_FINISHERS = anyio.CapacityLimiter(16)
-
-
-async def get_session(request: Request) -> AsyncIterator[Session]:
-    """The request's unit of work: committed before the response is sent.
-
-    Async so that opening it costs no thread hop (a session does no I/O until used); the
-    commit, which does, runs in a thread.
-    """
+def get_session(request: Request) -> Iterator[Session]:
+    """The request's unit of work: committed before the response is sent."""
     session: Session = request.app.state.sessionmaker()
     try:
         yield session
+        session.commit()
     except BaseException:
-        await anyio.to_thread.run_sync(_finish, session, False, limiter=_FINISHERS)
+        session.rollback()
         raise
-    await anyio.to_thread.run_sync(_finish, session, True, limiter=_FINISHERS)
+    finally:
+        session.close()
 
 
 # scope="function": commit runs before the response goes out, so a failed commit is
@@ -259,15 +249,13 @@ bearer = HTTPBearer(auto_error=False, description="An API key (`pk_…`) or a me
 
 
 def require(scope: Scope) -> object:
-    async def dependency(
+    def dependency(
         request: Request,
         session: SessionDep,
         _declared: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     ) -> Principal:
         header = request.headers.get("authorization")
-        principal = _cached_principal(session, header)
-        if principal is None:
-            principal = await run_in_threadpool(authenticate, session, header)
+        principal = _cached_principal(session, header) or authenticate(session, header)
         if scope not in principal.scopes:
             raise Forbidden(f"This endpoint needs the `{scope.value}` scope.")
         return principal
