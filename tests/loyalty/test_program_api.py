@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +16,7 @@ from typer.testing import CliRunner
 import patron.loyalty
 from patron.auth import Scope
 from patron.cli import app as cli_app
-from patron.config import get_settings
-from patron.db import default_engine, unit_of_work
+from patron.db import unit_of_work
 from patron.loyalty.models import ProgramVersion
 from patron.loyalty.program import load_yaml
 from patron.stores.models import Store
@@ -213,57 +211,43 @@ def test_simulate_explains_every_rule(
 # -- CLI -----------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def cli(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> Iterator[CliRunner]:
-    """`patron` commands run against the test database."""
-    monkeypatch.setenv("PATRON_DATABASE_URL", engine.url.render_as_string(hide_password=False))
-    monkeypatch.setenv("COLUMNS", "240")
-    get_settings.cache_clear()
-    default_engine.cache_clear()
-    yield CliRunner()
-    if default_engine.cache_info().currsize:
-        default_engine().dispose()
-    get_settings.cache_clear()
-    default_engine.cache_clear()
-
-
 def test_cli_apply_show_simulate(
-    cli: CliRunner, engine: Engine, store: Store, tmp_path: Path, example: dict[str, Any]
+    db_cli: CliRunner, engine: Engine, store: Store, tmp_path: Path, example: dict[str, Any]
 ) -> None:
     slug = ["--store", store.slug]
     order = tmp_path / "order.json"
     order.write_text(json.dumps(ORDER))
-    res = cli.invoke(cli_app, ["program", "simulate", str(order), *slug])
+    res = db_cli.invoke(cli_app, ["program", "simulate", str(order), *slug])
     assert res.exit_code == 1 and "no loyalty programme" in res.output
 
-    res = cli.invoke(cli_app, ["program", "apply", str(EXAMPLE), *slug])
+    res = db_cli.invoke(cli_app, ["program", "apply", str(EXAMPLE), *slug])
     assert res.exit_code == 0, res.output
     assert "applied version 1" in res.output
-    res = cli.invoke(cli_app, ["program", "apply", str(EXAMPLE), *slug])
+    res = db_cli.invoke(cli_app, ["program", "apply", str(EXAMPLE), *slug])
     assert res.exit_code == 0 and "unchanged: version 1" in res.output
 
     bad = tmp_path / "bad.yaml"
     broken = copy.deepcopy(example)
     broken["tiers"][2].update(threshold=500, retain_threshold=400)
     bad.write_text(yaml.safe_dump(broken, allow_unicode=True))
-    res = cli.invoke(cli_app, ["program", "apply", str(bad), *slug])
+    res = db_cli.invoke(cli_app, ["program", "apply", str(bad), *slug])
     assert res.exit_code == 1
     assert "tiers.2.threshold: must be above tiers.1.threshold" in res.output
     assert "nothing applied" in res.output
     typo = tmp_path / "typo.yaml"
     typo.write_text(EXAMPLE.read_text(encoding="utf-8").replace("pending_days:", "pendng_days:"))
-    res = cli.invoke(cli_app, ["program", "apply", str(typo), *slug])
+    res = db_cli.invoke(cli_app, ["program", "apply", str(typo), *slug])
     assert res.exit_code == 1 and "pendng_days: Extra inputs are not permitted" in res.output
     assert count(engine, store) == 1
 
-    res = cli.invoke(cli_app, ["program", "show", *slug])
+    res = db_cli.invoke(cli_app, ["program", "show", *slug])
     assert res.exit_code == 0, res.output
     assert res.output.startswith("# version 1,")
     shown = load_yaml(res.output)
     assert shown.fingerprint() == load_yaml(EXAMPLE.read_text(encoding="utf-8")).fingerprint()
     assert "生日月双倍积分" in res.output
 
-    res = cli.invoke(cli_app, ["program", "simulate", str(order), *slug])
+    res = db_cli.invoke(cli_app, ["program", "simulate", str(order), *slug])
     assert res.exit_code == 0, res.output
     assert "programme version 1" in res.output
     assert "Double points in your birthday month" in res.output
@@ -278,7 +262,7 @@ def test_cli_apply_show_simulate(
     trial.write_text(yaml.safe_dump(doubled, allow_unicode=True))
     bare = tmp_path / "bare.json"
     bare.write_text(json.dumps({**ORDER["order"], "channel": "app"}))
-    res = cli.invoke(cli_app, ["program", "simulate", str(bare), *slug, "--program", str(trial)])
+    res = db_cli.invoke(cli_app, ["program", "simulate", str(bare), *slug, "--program", str(trial)])
     assert res.exit_code == 0, res.output
     assert "programme from file" in res.output
     assert "= 1950 points" in res.output  # 1500 base + skincare ×1.5 on 900 (not a first order)
@@ -286,7 +270,7 @@ def test_cli_apply_show_simulate(
 
     junk = tmp_path / "junk.json"
     junk.write_text(json.dumps({"order": {"amount": "-1"}}))
-    res = cli.invoke(cli_app, ["program", "simulate", str(junk), *slug])
+    res = db_cli.invoke(cli_app, ["program", "simulate", str(junk), *slug])
     assert res.exit_code == 1 and "order.amount" in res.output
-    res = cli.invoke(cli_app, ["program", "show", "--store", "no-such-store"])
+    res = db_cli.invoke(cli_app, ["program", "show", "--store", "no-such-store"])
     assert res.exit_code == 1
