@@ -1,9 +1,11 @@
 """Imports every table so that metadata (Alembic, tests) sees the whole schema."""
 
 import patron.analytics.models  # analysis runs, customer scores
+import patron.feedback.models  # surveys, responses, reviews
 import patron.loyalty.models  # the points ledger
 import patron.referrals.models  # referrals, surprise rewards
-import patron.rewards.models  # noqa: F401  (redemptions, coupons, stock)
+import patron.rewards.models  # redemptions, coupons, stock
+import patron.support.models  # noqa: F401  (tickets, SLAs, compensations)
 from patron.customers.models import Consent, Customer, Touchpoint
 from patron.orders.models import Order, OrderLine, Product, Refund
 from patron.stores.models import ApiKey, Store

@@ -266,6 +266,39 @@ class RewardService:
         session.flush()
         return Redeemed(row, coupon, prize)
 
+    def grant(
+        self,
+        session: Session,
+        store: Store,
+        customer_id: int,
+        reward_id: str,
+        *,
+        key: str,
+        now: datetime | None = None,
+    ) -> Redeemed:
+        """Give a member a reward free of points (service recovery, a goodwill gesture):
+        its stock is taken and its coupon issued as if redeemed, once per ``key``.
+
+        Eligibility rules (tier-only, per-customer limits) do not apply: the store chose
+        to give it. Cancelling the redemption voids the coupon and returns the stock."""
+        now = _now(now)
+        full_key = f"{RESERVED}grant:{_check_key(key)}"
+        digest = payload_hash({"op": "grant", "reward_id": reward_id, "customer_id": customer_id})
+        if not repo.lock_customer(session, store.id, customer_id):
+            raise NotFound("This customer does not exist in this store.")
+        first = repo.redemption_by_key(session, store.id, full_key)
+        if first is not None:
+            return self._replay(session, first, digest)
+        program = self.program(session, store)
+        reward = self.reward(program, reward_id)
+        if isinstance(reward, PointsAsCashReward | LuckyDrawReward):
+            raise Invalid(f"reward_id: {reward_id!r} ({reward.type}) cannot be given away")
+        row = self._new_row(session, store, program, customer_id, reward, full_key, digest, now)
+        row.points = 0  # given, not bought: the caller keeps the reason (its audit)
+        coupon = self._issue(session, store, program, row, reward, now)
+        session.flush()
+        return Redeemed(row, coupon, None)
+
     def _replay(self, session: Session, first: Redemption, digest: str) -> Redeemed:
         if first.payload_hash != digest:
             raise KeyReused(

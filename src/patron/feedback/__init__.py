@@ -1,0 +1,1 @@
+"""Listening: surveys (NPS, CSAT, CES, expectation vs experience), scores, reviews."""

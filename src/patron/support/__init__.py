@@ -1,0 +1,1 @@
+"""Customer service: multi-channel tickets, SLAs, complaint grading, service recovery."""
