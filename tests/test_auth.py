@@ -21,6 +21,12 @@ from tests.conftest import key_headers, new_store
 
 PROBLEM = "application/problem+json"
 OPEN_ROUTES = {"/healthz", "/metrics", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
+# Survey links: the signed, use-once token in the path is the credential.
+TOKEN_ROUTES = {
+    "/s/{store_slug}/{token}",
+    "/v1/survey-links/{token}",
+    "/v1/survey-links/{token}/response",
+}
 
 
 def customer(ext: str, **over: Any) -> dict[str, Any]:
@@ -329,8 +335,8 @@ def _concrete(path: str, store: Store) -> str:
 
 def test_only_ops_routes_are_open(client: TestClient) -> None:
     open_paths = {path for path, _ in api_routes(client.app) if not path.startswith("/v1/")}
-    assert open_paths <= OPEN_ROUTES, (
-        f"unexpected unauthenticated routes: {open_paths - OPEN_ROUTES}"
+    assert open_paths <= OPEN_ROUTES | TOKEN_ROUTES, (
+        f"unexpected unauthenticated routes: {open_paths - OPEN_ROUTES - TOKEN_ROUTES}"
     )
     assert client.get("/healthz").status_code == 200
     assert client.get("/metrics").status_code == 200
@@ -339,6 +345,12 @@ def test_only_ops_routes_are_open(client: TestClient) -> None:
 def test_every_v1_route_requires_credentials(client: TestClient, store: Store) -> None:
     routes = [(p, m) for p, m in api_routes(client.app) if p.startswith("/v1/")]
     assert len(routes) >= 15  # the walk really saw the API
+    for template in TOKEN_ROUTES:  # a forged token opens nothing
+        path = template.replace("{store_slug}", store.slug).replace("{token}", "forged.token")
+        method = "POST" if template.endswith("/response") else "GET"
+        res = client.request(method, path, json={"answers": {"nps": 10}})
+        assert res.status_code == 404, f"{template} answered {res.status_code}"
+    routes = [(p, m) for p, m in routes if p not in TOKEN_ROUTES]
     checked = 0
     for template, methods in routes:
         path = _concrete(template, store)

@@ -18,14 +18,16 @@ from patron import __version__, errors
 from patron.analytics.endpoints import router as analytics_router
 from patron.customers.endpoints import router as customers_router
 from patron.db import default_engine, session_factory
+from patron.feedback.endpoints import router as feedback_router
 from patron.ingest.endpoints import router as webhooks_router
+from patron.jobs import Scheduler
 from patron.loyalty.endpoints import router as loyalty_router
-from patron.loyalty.jobs import Scheduler
 from patron.loyalty.member_endpoints import router as tiers_router
 from patron.loyalty.program_endpoints import router as program_router
 from patron.orders.endpoints import router as orders_router
 from patron.referrals.endpoints import router as referrals_router
 from patron.rewards.endpoints import router as rewards_router
+from patron.support.endpoints import router as support_router
 
 LATENCY = Histogram(
     "patron_http_request_duration_seconds", "HTTP request latency", ["method", "route", "status"]
@@ -122,6 +124,8 @@ def create_app(engine: Engine | None = None, *, jobs_interval: float | None = No
     app.include_router(rewards_router)
     app.include_router(referrals_router)
     app.include_router(analytics_router)
+    app.include_router(support_router)
+    app.include_router(feedback_router)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

@@ -15,12 +15,14 @@ from patron.config import get_settings
 from patron.db import default_engine, unit_of_work
 from patron.demo.cli import demo_command, generate_command
 from patron.errors import PatronError
+from patron.feedback.cli import feedback_app
 from patron.ingest.cli import import_app
 from patron.loyalty.cli import program_app
 from patron.loyalty.worker_cli import worker_command
 from patron.referrals.cli import referrals_app
 from patron.rewards.cli import rewards_app
 from patron.stores.service import stores
+from patron.support.cli import support_app
 
 app = typer.Typer(
     help="Patron: customer loyalty and retention for online stores.",
@@ -37,6 +39,8 @@ app.add_typer(import_app, name="import")
 app.add_typer(program_app, name="program")
 app.add_typer(rewards_app, name="rewards")
 app.add_typer(referrals_app, name="referrals")
+app.add_typer(support_app, name="support")
+app.add_typer(feedback_app, name="feedback")
 console = Console()
 err = Console(stderr=True)
 

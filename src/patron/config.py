@@ -18,6 +18,8 @@ class Settings(BaseSettings):
     member_token_ttl_seconds: int = 900
     # Where share links point (`{base}/r/{code}`); default: the API's own base URL.
     referral_base_url: str | None = None
+    # Where survey links point (`{base}/s/{store}/{token}`); default: the API's base URL.
+    survey_base_url: str | None = None
     sql_echo: bool = False
 
 

@@ -144,13 +144,17 @@ _DESCRIPTIONS = {
     404: "Not found in this store",
     409: "Conflicts with what is already recorded",
     422: "Invalid input; `errors` names each refused field",
+    410: "The link has expired",
 }
+# Routes whose credential is a signed token in the path (survey links), not a key.
+TOKEN_PATHS = ("/v1/survey-links/",)
 
 
 def document_problems(doc: dict[str, Any]) -> dict[str, Any]:
     """Make an OpenAPI document show the problem+json error responses the API really sends.
 
-    Every ``/v1`` operation can answer 401; one that needs a scope 403; one with input 422;
+    Every ``/v1`` operation can answer 401 (survey links, whose token is the credential:
+    404 and 410 instead); one that needs a scope 403; one with input 422;
     reads 404; writes 409. FastAPI's own ``HTTPValidationError`` shape is never sent.
     """
     schemas = doc.setdefault("components", {}).setdefault("schemas", {})
@@ -163,6 +167,8 @@ def document_problems(doc: dict[str, Any]) -> dict[str, Any]:
             continue
         for method, op in operations.items():
             statuses = {401}
+            if path.startswith(TOKEN_PATHS):  # a bad token is not found; a used one conflicts
+                statuses = {404, 410} | ({409} if method == "post" else set())
             if op.get("security"):
                 statuses.add(403)
             if op.get("parameters") or op.get("requestBody"):

@@ -121,6 +121,7 @@ def _fill(engine: Engine, customers: int, orders: int, seed: int, db: Path) -> N
     from patron.analytics.report import AnalysisOptions
     from patron.analytics.service import analytics
     from patron.db import unit_of_work
+    from patron.demo.feedback import fill_feedback
     from patron.demo.generator import GeneratorParams, generate, write_shop
     from patron.ingest.files import import_file
     from patron.loyalty.jobs import run_due
@@ -188,6 +189,17 @@ def _fill(engine: Engine, customers: int, orders: int, seed: int, db: Path) -> N
     console.print(
         f"analysis stored (run {stored.run.id}, {stored.scores_written:,} customers scored) "
         f"in {time.perf_counter() - analysis_started:.1f}s"
+    )
+    feedback_started = time.perf_counter()
+    with (
+        console.status("surveys, reviews and support tickets…"),
+        unit_of_work(engine) as session,
+    ):
+        filled = fill_feedback(session, stores.get(session, DEMO_SLUG), seed)
+    console.print(
+        f"{filled.responses:,} survey answers, {filled.reviews:,} reviews, "
+        f"{filled.tickets:,} tickets ({filled.follow_ups:,} follow-ups opened by unhappy "
+        f"answers and reviews) in {time.perf_counter() - feedback_started:.1f}s"
     )
     console.print(
         f"demo store ready in {time.perf_counter() - started:.1f}s (ground truth in {data_dir})"

@@ -3,23 +3,20 @@ tiers are reviewed (period ends, and pending growth that starts to count), birth
 referral rewards past the return window, surprise gifts that are due, and notices of
 points about to expire (``expiry_reminder_days``).
 
-``run_due`` brings one store up to date; ``patron worker`` runs it for every store on a
-schedule. Each job is idempotent (reserved per-lot / per-hold keys under the account
-lock), so running twice, or concurrently, writes nothing the second time.
+``run_due`` brings one store up to date; ``patron.jobs`` runs it, with the feedback and
+support jobs, for every store on a schedule (``patron worker``, ``patron serve``). Each
+job is idempotent (reserved per-lot / per-hold keys under the account lock), so running
+twice, or concurrently, writes nothing the second time.
 """
 
 from __future__ import annotations
 
-import logging
-import threading
 from collections.abc import Sequence
 from dataclasses import astuple, dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from patron.errors import NotFound
 from patron.kit.clock import as_utc, utcnow
 from patron.loyalty import actions, membership
 from patron.loyalty.models import NoticeKind
@@ -28,7 +25,6 @@ from patron.loyalty.service import ledger
 from patron.referrals.service import run_referrals, run_surprises
 from patron.stores.models import Store
 
-log = logging.getLogger("patron.jobs")
 MAX_ROUNDS = 10_000  # a guard: each round handles up to 500 accounts
 
 
@@ -118,69 +114,3 @@ def remind_expiring(
             )
             after = due[-1].customer_id
     return written
-
-
-def run_all(
-    engine: Engine | None = None, store: str | None = None, now: datetime | None = None
-) -> tuple[JobRun, list[str]]:
-    """``run_due`` for every store (or one, by slug), each in its own transaction; a store
-    that fails is logged and skipped so it cannot stop the others. Returns the summed run
-    and the slugs that failed."""
-    from patron.db import unit_of_work
-    from patron.stores.models import Store as StoreRow
-
-    if store is not None:
-        slugs = [store]
-    else:
-        with unit_of_work(engine) as session:
-            slugs = list(session.scalars(select(StoreRow.slug).order_by(StoreRow.id)))
-    total, failed = JobRun(), []
-    for slug in slugs:
-        try:
-            with unit_of_work(engine) as session:
-                row = session.scalars(select(StoreRow).where(StoreRow.slug == slug)).first()
-                if row is None:
-                    raise NotFound(f"No store {slug!r}.")
-                total += run_due(session, row, now)
-        except NotFound:
-            raise
-        except Exception:  # one store's failure must not stop the others
-            log.exception("loyalty jobs failed for store %s", slug)
-            failed.append(slug)
-    return total, failed
-
-
-class Scheduler:
-    """Runs the loyalty jobs every ``interval`` seconds on a background thread, for
-    ``patron serve`` (no separate worker needed). Several server processes may each run
-    one: every job is idempotent and safe to run concurrently."""
-
-    def __init__(self, engine: Engine, interval: float) -> None:
-        self.engine = engine
-        self.interval = interval
-        self.runs = 0
-        self.last: JobRun | None = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._loop, name="patron-jobs", daemon=True)
-            self._thread.start()
-
-    def stop(self, timeout: float = 30) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.last, failed = run_all(self.engine)
-                self.runs += 1
-                if self.last.total or failed:
-                    log.info("loyalty jobs: %s; failed stores: %s", self.last, failed or "none")
-            except Exception:
-                log.exception("loyalty jobs failed")
-            self._stop.wait(self.interval)

@@ -758,8 +758,10 @@ class LedgerService:
 
     def check_invariants(self, session: Session, store: Store, customer_id: int) -> list[str]:
         """What disagrees between the cached balances, the entries, the lots and the holds
-        of one member; an empty list when the ledger is consistent."""
-        account = repo.get_account(session, store.id, customer_id)
+        of one member; an empty list when the ledger is consistent. Reads under the
+        account lock: a change committing between two of its reads would look like a
+        mismatch."""
+        account = repo.lock_account(session, store.id, customer_id)
         if account is None:
             return []
         sums = repo.bucket_sums(session, account.id)

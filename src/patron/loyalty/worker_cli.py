@@ -1,4 +1,4 @@
-"""`patron worker`: the ledger jobs for every store, once or on a schedule."""
+"""`patron worker`: every package's jobs for every store, once or on a schedule."""
 
 from __future__ import annotations
 
@@ -29,13 +29,15 @@ def worker_command(
         ),
     ] = False,
 ) -> None:
-    """Run the loyalty jobs: pending points mature, due points expire, held points of
+    """Run the scheduled jobs: pending points mature, due points expire, held points of
     abandoned checkouts return, tiers are reviewed, birthday gifts, referral rewards and
-    surprise gifts are given. Idempotent: safe to run twice or alongside another worker
-    (or `patron serve`, which runs them too)."""
+    surprise gifts are given; survey invitations go out for delivered orders and closed
+    tickets (with reminders); support SLAs are checked (warnings, breaches, escalation).
+    Idempotent: safe to run twice or alongside another worker (or `patron serve`, which
+    runs them too)."""
     from patron.db import unit_of_work
     from patron.errors import PatronError
-    from patron.loyalty.jobs import run_all
+    from patron.jobs import run_all
     from patron.loyalty.orders import award_delivered
     from patron.stores.models import Store
     from patron.stores.service import stores as store_service
@@ -61,11 +63,15 @@ def worker_command(
             total_run, failed = run_all(store=store)
             for slug in failed:
                 console.log(f"[red]worker: store {slug} failed[/red] (see the log)")
+            done = total_run.loyalty
             console.log(
-                f"worker: {total_run.matured:,} matured, "
-                f"{total_run.expired:,} expired, {total_run.released:,} holds released, "
-                f"{total_run.tiers:,} tiers reviewed, {total_run.birthdays:,} birthday gifts, "
-                f"{total_run.referrals:,} referrals rewarded, {total_run.surprises:,} surprises "
+                f"worker: {done.matured:,} matured, "
+                f"{done.expired:,} expired, {done.released:,} holds released, "
+                f"{done.tiers:,} tiers reviewed, {done.birthdays:,} birthday gifts, "
+                f"{done.referrals:,} referrals rewarded, {done.surprises:,} surprises, "
+                f"{total_run.invitations:,} survey invitations, "
+                f"{total_run.survey_reminders:,} reminders, "
+                f"{total_run.sla_warnings:,} SLA warnings, {total_run.sla_breaches:,} breaches "
                 f"in {time.perf_counter() - started:.2f}s"
             )
             if once:
