@@ -563,6 +563,19 @@ def test_list_filters_and_pages(
     assert client.get("/v1/tickets", params={"limit": 0}, headers=admin).status_code == 422
 
 
+def test_a_page_names_the_customer_of_every_ticket(
+    client: TestClient, engine: Engine, store: Store, admin: dict[str, str]
+) -> None:
+    # More customers than a short IN list: PostgreSQL looks them up key by key.
+    exts = [f"C-{n:02d}" for n in range(40)]
+    for ext in exts:
+        customer(engine, store, ext)
+        open_ticket(engine, store, customer_external_id=ext)
+    res = client.get("/v1/tickets", params={"limit": 50}, headers=admin)
+    assert res.status_code == 200, res.text
+    assert [t["customer_external_id"] for t in res.json()["items"]] == exts
+
+
 def test_open_for_customer_opens_once_per_source_ref(engine: Engine, store: Store) -> None:
     cid = customer(engine, store, "C-1")
     with unit_of_work(engine) as session:

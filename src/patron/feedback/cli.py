@@ -7,25 +7,36 @@ the reason on stderr.
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol, TypeVar
 
 import typer
 import yaml  # type: ignore[import-untyped]
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy.orm import Session
 
 from patron.db import unit_of_work
 from patron.errors import PatronError, validation_errors
 from patron.feedback.domain import US, SurveyDefinition
 from patron.feedback.models import ReviewStatus, Trigger
 from patron.feedback.reviews import reviews
-from patron.feedback.schemas import EstimateOut, ModerationIn, SurveyIn, SurveySettings
+from patron.feedback.schemas import (
+    EstimateOut,
+    GapsOut,
+    ModerationIn,
+    SurveyIn,
+    SurveyOut,
+    SurveySettings,
+    ValueAnalysisOut,
+)
 from patron.feedback.scores import BY_VALUES, scores
 from patron.feedback.service import invitations, run_triggers, surveys
-from patron.kit.clock import as_utc
+from patron.kit.cli import StoreOpt, WhenOpt, option_instant
+from patron.stores.models import Store
 from patron.stores.service import stores
 
 feedback_app = typer.Typer(
@@ -37,27 +48,13 @@ feedback_app = typer.Typer(
 survey_app = typer.Typer(help="Survey definitions (versioned).", no_args_is_help=True)
 feedback_app.add_typer(survey_app, name="survey")
 
-StoreOpt = Annotated[str, typer.Option("--store", "-s", help="Store slug.")]
 SurveyOpt = Annotated[str | None, typer.Option("--survey", help="Only this survey key.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
-WhenOpt = Annotated[
-    datetime | None,
-    typer.Option(
-        formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S"],
-        help="UTC unless an offset is given.",
-    ),
-]
 
 
 def console() -> Console:
     """A console per command: one made at import keeps the width of that moment."""
     return Console()
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    return as_utc(value) if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def _fail(message: str) -> typer.Exit:
@@ -207,88 +204,94 @@ def _survey_table(title: str) -> Table:
     )
 
 
-@survey_app.command("create")
-def survey_create(
-    key: Annotated[str, typer.Argument(help="Survey key, e.g. post-purchase.")],
-    store: StoreOpt,
-    template: TemplateOpt = None,
-    file: FileOpt = None,
-    competitor: CompetitorOpt = None,
-    trigger: TriggerOpt = Trigger.manual,
-    delay_days: DelayOpt = None,
-    link_days: LinkDaysOpt = 30,
-    reminder_days: ReminderOpt = None,
-    max_reminders: MaxRemindersOpt = 1,
-    recontact_days: RecontactOpt = 30,
-    anonymous: AnonymousOpt = False,
-) -> None:
-    """Publish a survey from a template or a definition file."""
-    data = _settings(
-        file,
-        template,
-        competitor,
-        trigger,
-        delay_days,
-        link_days,
-        reminder_days,
-        max_reminders,
-        recontact_days,
-        anonymous,
-    )
-    try:
-        body = SurveyIn.model_validate({"key": key, **data})
-    except ValidationError as exc:
-        raise _invalid(exc) from None
-    try:
-        with unit_of_work() as session:
-            out = surveys.create(session, stores.get(session, store), body)
-    except PatronError as exc:
-        raise _failed(exc) from None
-    table = _survey_table(f"Survey published in {store}")
-    _survey_row(table, out)
-    console().print(table)
+Body = TypeVar("Body", bound=SurveySettings)
 
 
-@survey_app.command("update")
-def survey_update(
-    key: Annotated[str, typer.Argument(help="Survey key.")],
-    store: StoreOpt,
-    template: TemplateOpt = None,
-    file: FileOpt = None,
-    competitor: CompetitorOpt = None,
-    trigger: TriggerOpt = Trigger.manual,
-    delay_days: DelayOpt = None,
-    link_days: LinkDaysOpt = 30,
-    reminder_days: ReminderOpt = None,
-    max_reminders: MaxRemindersOpt = 1,
-    recontact_days: RecontactOpt = 30,
-    anonymous: AnonymousOpt = False,
+def _survey_publish_command(
+    name: str,
+    key_help: str,
+    doc: str,
+    body_of: Callable[[str, dict[str, Any]], Body],
+    publish: Callable[[Session, Store, str, Body], tuple[SurveyOut, str]],
 ) -> None:
-    """Publish a new version of a survey (links already sent keep their version)."""
-    data = _settings(
-        file,
-        template,
-        competitor,
-        trigger,
-        delay_days,
-        link_days,
-        reminder_days,
-        max_reminders,
-        recontact_days,
-        anonymous,
-    )
-    try:
-        body = SurveySettings.model_validate(data)
-    except ValidationError as exc:
-        raise _invalid(exc) from None
-    try:
-        with unit_of_work() as session:
-            out, changed = surveys.update(session, stores.get(session, store), key, body)
-    except PatronError as exc:
-        raise _failed(exc) from None
-    table = _survey_table("New version published" if changed else "Unchanged")
-    _survey_row(table, out)
-    console().print(table)
+    """Register `survey NAME KEY`: publish a survey from the settings options.
+
+    ``body_of`` validates the options (before the database is touched); ``publish``
+    publishes the survey and returns it with the title of the table printing it."""
+
+    def command(
+        # A default, not an annotation: the help is this command's (the other parameters
+        # are keyword-only so they can follow it without defaults).
+        key: str = typer.Argument(..., help=key_help),
+        *,
+        store: StoreOpt,
+        template: TemplateOpt = None,
+        file: FileOpt = None,
+        competitor: CompetitorOpt = None,
+        trigger: TriggerOpt = Trigger.manual,
+        delay_days: DelayOpt = None,
+        link_days: LinkDaysOpt = 30,
+        reminder_days: ReminderOpt = None,
+        max_reminders: MaxRemindersOpt = 1,
+        recontact_days: RecontactOpt = 30,
+        anonymous: AnonymousOpt = False,
+    ) -> None:
+        data = _settings(
+            file,
+            template,
+            competitor,
+            trigger,
+            delay_days,
+            link_days,
+            reminder_days,
+            max_reminders,
+            recontact_days,
+            anonymous,
+        )
+        try:
+            body = body_of(key, data)
+        except ValidationError as exc:
+            raise _invalid(exc) from None
+        try:
+            with unit_of_work() as session:
+                out, title = publish(session, stores.get(session, store), key, body)
+        except PatronError as exc:
+            raise _failed(exc) from None
+        table = _survey_table(title)
+        _survey_row(table, out)
+        console().print(table)
+
+    command.__doc__ = doc
+    survey_app.command(name)(command)
+
+
+def _publish_first(
+    session: Session, store: Store, key: str, body: SurveyIn
+) -> tuple[SurveyOut, str]:
+    return surveys.create(session, store, body), f"Survey published in {store.slug}"
+
+
+def _publish_next(
+    session: Session, store: Store, key: str, body: SurveySettings
+) -> tuple[SurveyOut, str]:
+    out, changed = surveys.update(session, store, key, body)
+    return out, "New version published" if changed else "Unchanged"
+
+
+_survey_publish_command(
+    "create",
+    "Survey key, e.g. post-purchase.",
+    "Publish a survey from a template or a definition file.",
+    lambda key, data: SurveyIn.model_validate({"key": key, **data}),
+    _publish_first,
+)
+_survey_publish_command(
+    "update",
+    "Survey key.",
+    "Publish a new version of a survey (links already sent keep their version).",
+    lambda key, data: SurveySettings.model_validate(data),
+    _publish_next,
+)
 
 
 @survey_app.command("list")
@@ -405,8 +408,8 @@ def scores_command(
                 stores.get(session, store),
                 survey_key=survey,
                 by=by,
-                since=_utc(since),
-                until=_utc(until),
+                since=option_instant(since),
+                until=option_instant(until),
             )
     except PatronError as exc:
         raise _failed(exc) from None
@@ -435,29 +438,57 @@ def scores_command(
         console().print(trend)
 
 
-@feedback_app.command("gaps")
-def gaps_command(
-    store: StoreOpt,
-    survey: SurveyOpt = None,
-    since: WhenOpt = None,
-    until: WhenOpt = None,
-    as_json: JsonOpt = False,
+Report = TypeVar("Report", bound=BaseModel, covariant=True)
+
+
+class _SurveyReport(Protocol[Report]):
+    """A report of the answers to the surveys (or one) submitted in [since, until)."""
+
+    def __call__(
+        self,
+        session: Session,
+        store: Store,
+        *,
+        survey_key: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> Report: ...
+
+
+def _survey_report_command(
+    name: str, doc: str, report: _SurveyReport[Report], show: Callable[[Report, str], None]
 ) -> None:
-    """Satisfaction = experience − expectation per attribute, in five levels."""
-    try:
-        with unit_of_work() as session:
-            out = scores.gaps(
-                session,
-                stores.get(session, store),
-                survey_key=survey,
-                since=_utc(since),
-                until=_utc(until),
-            )
-    except PatronError as exc:
-        raise _failed(exc) from None
-    if as_json:
-        _print_json(out.model_dump(mode="json"))
-        return
+    """Register `NAME`: ``report`` over the options, printed as JSON or by ``show`` (given
+    the report and the store's slug)."""
+
+    def command(
+        store: StoreOpt,
+        survey: SurveyOpt = None,
+        since: WhenOpt = None,
+        until: WhenOpt = None,
+        as_json: JsonOpt = False,
+    ) -> None:
+        try:
+            with unit_of_work() as session:
+                out = report(
+                    session,
+                    stores.get(session, store),
+                    survey_key=survey,
+                    since=option_instant(since),
+                    until=option_instant(until),
+                )
+        except PatronError as exc:
+            raise _failed(exc) from None
+        if as_json:
+            _print_json(out.model_dump(mode="json"))
+            return
+        show(out, store)
+
+    command.__doc__ = doc
+    feedback_app.command(name)(command)
+
+
+def _show_gaps(out: GapsOut, store: str) -> None:
     levels = [level.level for level in out.levels]
     table = Table(
         "attribute",
@@ -483,29 +514,7 @@ def gaps_command(
     console().print(table)
 
 
-@feedback_app.command("value-analysis")
-def value_analysis_command(
-    store: StoreOpt,
-    survey: SurveyOpt = None,
-    since: WhenOpt = None,
-    until: WhenOpt = None,
-    as_json: JsonOpt = False,
-) -> None:
-    """Customer value analysis against competitors (seed 003) over [since, until)."""
-    try:
-        with unit_of_work() as session:
-            out = scores.value_analysis(
-                session,
-                stores.get(session, store),
-                survey_key=survey,
-                since=_utc(since),
-                until=_utc(until),
-            )
-    except PatronError as exc:
-        raise _failed(exc) from None
-    if as_json:
-        _print_json(out.model_dump(mode="json"))
-        return
+def _show_value_analysis(out: ValueAnalysisOut, store: str) -> None:
     parties = [US, *out.competitors]
     table = Table(
         "attribute",
@@ -536,6 +545,20 @@ def value_analysis_command(
             str(p.rank) if p.rank else "–",
         )
     console().print(value)
+
+
+_survey_report_command(
+    "gaps",
+    "Satisfaction = experience − expectation per attribute, in five levels.",
+    scores.gaps,
+    _show_gaps,
+)
+_survey_report_command(
+    "value-analysis",
+    "Customer value analysis against competitors (seed 003) over [since, until).",
+    scores.value_analysis,
+    _show_value_analysis,
+)
 
 
 # -- reviews ------------------------------------------------------------------------------

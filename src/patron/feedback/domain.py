@@ -34,7 +34,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
     AfterValidator,
@@ -79,18 +79,7 @@ QuestionType = Literal[
     "expectation_experience",
     "comparison",
 ]
-QUESTION_TYPES: tuple[str, ...] = (
-    "nps",
-    "csat",
-    "ces",
-    "rating",
-    "likert",
-    "single_choice",
-    "multiple_choice",
-    "text",
-    "expectation_experience",
-    "comparison",
-)
+QUESTION_TYPES: tuple[str, ...] = get_args(QuestionType)
 
 
 # -- survey definitions --------------------------------------------------------------------
@@ -624,7 +613,11 @@ def nps(scores: Iterable[float]) -> Estimate:
     var = (p_P + p_D − (p_P − p_D)²) / n, value ± 1.96·√var (×100), clipped to
     [−100, 100]. A sample where everyone answers alike has a zero-width interval.
     """
-    b = nps_breakdown(scores)
+    return nps_estimate(nps_breakdown(scores))
+
+
+def nps_estimate(b: NpsBreakdown) -> Estimate:
+    """The NPS of a breakdown and its 95% interval (see ``nps``)."""
     if b.n == 0:
         return EMPTY
     p_p, p_d = b.promoters / b.n, b.detractors / b.n
@@ -637,10 +630,14 @@ def nps(scores: Iterable[float]) -> Estimate:
 def csat(scores: Iterable[float]) -> Estimate:
     """Customer satisfaction: % of 1–5 answers that are 4 or 5, with a Wilson interval."""
     values = _checked(scores, *CSAT_SCALE, "CSAT")
-    n = len(values)
+    return csat_estimate(sum(1 for v in values if v >= 4), len(values))
+
+
+def csat_estimate(satisfied: int, n: int) -> Estimate:
+    """CSAT from counts: ``satisfied`` answers of 4–5 among ``n``, Wilson interval."""
     if n == 0:
         return EMPTY
-    p = sum(1 for v in values if v >= 4) / n
+    p = satisfied / n
     z2 = Z95 * Z95
     centre = (p + z2 / (2 * n)) / (1 + z2 / n)
     half = Z95 / (1 + z2 / n) * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n))
@@ -663,18 +660,28 @@ def mean_score(values: Iterable[float]) -> Estimate:
     if n == 1:
         return Estimate(mean, None, None, 1)
     sd = math.sqrt(math.fsum((x - mean) ** 2 for x in xs) / (n - 1))
+    return t_estimate(mean, sd, n)
+
+
+def t_estimate(mean: float, sd: float, n: int) -> Estimate:
+    """The mean of ``n`` (at least 2) values whose sample standard deviation is ``sd``,
+    with its Student's t 95% interval."""
     half = float(stats.t.ppf(0.975, n - 1)) * sd / math.sqrt(n)
     return Estimate(mean, mean - half, mean + half, n)
+
+
+def clipped(e: Estimate, scale: tuple[int, int]) -> Estimate:
+    """``e`` with its interval clipped to the scale of the answers."""
+    if e.low is None or e.high is None:
+        return e
+    low, high = scale
+    return Estimate(e.value, max(float(low), e.low), min(float(high), e.high), e.n)
 
 
 def ces(scores: Iterable[float]) -> Estimate:
     """Customer effort score: the mean of 1–7 answers (higher = easier), t-interval
     (clipped to the scale)."""
-    e = mean_score(_checked(scores, *CES_SCALE, "CES"))
-    if e.low is None or e.high is None:
-        return e
-    low, high = CES_SCALE
-    return Estimate(e.value, max(float(low), e.low), min(float(high), e.high), e.n)
+    return clipped(mean_score(_checked(scores, *CES_SCALE, "CES")), CES_SCALE)
 
 
 # -- expectation vs experience (CRM triangle law, seed 004) --------------------------------
@@ -965,7 +972,9 @@ class ValueAnalysis:
         }
 
 
-def _verdict(difference: Estimate, cost: bool) -> Verdict:
+def verdict(difference: Estimate, cost: bool) -> Verdict:
+    """Ahead, behind or even on an attribute, from the difference us − competitor (on a
+    cost attribute a positive difference is behind)."""
     if difference.low is None or difference.high is None:
         return Verdict.even
     if difference.low > 0:
@@ -975,7 +984,8 @@ def _verdict(difference: Estimate, cost: bool) -> Verdict:
     return Verdict.even
 
 
-def _weighted(attributes: list[AttributeValue], party: str) -> float | None:
+def weighted_score(attributes: Sequence[AttributeValue], party: str) -> float | None:
+    """The party's ratings weighted by the attributes' weights (None: unrated on one)."""
     total = 0.0
     for a in attributes:
         rating = a.ratings.get(party)
@@ -1029,7 +1039,7 @@ def value_analysis(answers: Sequence[Answer]) -> ValueAnalysis:
             difference = mean_score(
                 a.ratings[US] - a.ratings[competitor] for a in items if competitor in a.ratings
             )
-            comparisons.append(Comparison(competitor, difference, _verdict(difference, cost)))
+            comparisons.append(Comparison(competitor, difference, verdict(difference, cost)))
         total = totals[cost]
         attributes.append(
             AttributeValue(
@@ -1042,13 +1052,28 @@ def value_analysis(answers: Sequence[Answer]) -> ValueAnalysis:
                 comparisons=comparisons,
             )
         )
+    ranked, ranking = rank_parties(attributes, parties)
+    return ValueAnalysis(
+        attributes=attributes,
+        parties=ranked,
+        ranking=ranking,
+        competitors=competitors,
+        n=sum(len(items) for items in groups.values()),
+    )
 
+
+def rank_parties(
+    attributes: Sequence[AttributeValue], parties: Sequence[str]
+) -> tuple[list[PartyValue], list[str]]:
+    """Step 3 of the value analysis: each party's weighted benefit and cost scores and
+    its perceived value (CPV = benefit − cost), ranked, ties sharing a rank; and the
+    parties by perceived value, best first."""
     benefit_attributes = [a for a in attributes if not a.cost]
     cost_attributes = [a for a in attributes if a.cost]
     scored: list[tuple[str, float | None, float | None, float | None]] = []
     for party in parties:
-        benefit = _weighted(benefit_attributes, party)
-        burden = _weighted(cost_attributes, party)
+        benefit = weighted_score(benefit_attributes, party)
+        burden = weighted_score(cost_attributes, party)
         value = None if benefit is None or burden is None else benefit - burden
         scored.append((party, benefit, burden, value))
     ranked = sorted(
@@ -1060,10 +1085,4 @@ def value_analysis(answers: Sequence[Answer]) -> ValueAnalysis:
         previous = ranked[i - 1] if i else None
         tie = previous is not None and math.isclose(previous[1], value, abs_tol=1e-9)
         ranks[party] = ranks[previous[0]] if tie and previous is not None else i + 1
-    return ValueAnalysis(
-        attributes=attributes,
-        parties=[PartyValue(p, b, c, v, ranks.get(p)) for p, b, c, v in scored],
-        ranking=[p for p, _ in ranked],
-        competitors=competitors,
-        n=sum(len(items) for items in groups.values()),
-    )
+    return [PartyValue(p, b, c, v, ranks.get(p)) for p, b, c, v in scored], [p for p, _ in ranked]

@@ -156,19 +156,19 @@ def question_views(definition: domain.SurveyDefinition, lang: str) -> list[dict[
             "required": q.required,
         }
         if isinstance(q, domain.NpsQuestion | domain.CsatQuestion | domain.CesQuestion):
-            low, high = {"nps": domain.NPS_SCALE, "csat": domain.CSAT_SCALE}.get(
+            scale = {"nps": domain.NPS_SCALE, "csat": domain.CSAT_SCALE}.get(
                 q.type, domain.CES_SCALE
             )
             view.update(
                 kind="scale",
-                points=[(v, str(v)) for v in range(low, high + 1)],
+                points=_points(scale),
                 low=ui[f"{q.type}_low"],
                 high=ui[f"{q.type}_high"],
             )
         elif isinstance(q, domain.RatingQuestion):
             view.update(
                 kind="scale",
-                points=[(v, str(v)) for v in range(q.min, q.max + 1)],
+                points=_points((q.min, q.max)),
                 low=pick(q.min_label, lang) or "",
                 high=pick(q.max_label, lang) or "",
             )
@@ -195,7 +195,7 @@ def question_views(definition: domain.SurveyDefinition, lang: str) -> list[dict[
             view.update(
                 kind="pair",
                 label=pick(q.attribute_label, lang),
-                points=[(v, str(v)) for v in range(domain.PAIR_SCALE[0], domain.PAIR_SCALE[1] + 1)],
+                points=_points(domain.PAIR_SCALE),
                 low=ui["pair_low"],
                 high=ui["pair_high"],
             )
@@ -204,7 +204,7 @@ def question_views(definition: domain.SurveyDefinition, lang: str) -> list[dict[
             view.update(
                 kind="comparison",
                 label=pick(q.attribute_label, lang),
-                importance=[(v, str(v)) for v in range(*_inclusive(domain.IMPORTANCE_SCALE))],
+                importance=_points(domain.IMPORTANCE_SCALE),
                 ratings=list(range(low, high + 1)),
                 parties=[(0, ui["us"], True)]
                 + [(i, name, False) for i, name in enumerate(q.competitors, start=1)],
@@ -214,8 +214,9 @@ def question_views(definition: domain.SurveyDefinition, lang: str) -> list[dict[
     return views
 
 
-def _inclusive(scale: tuple[int, int]) -> tuple[int, int]:
-    return scale[0], scale[1] + 1
+def _points(scale: tuple[int, int]) -> list[tuple[int, str]]:
+    """(value, label) of every point of a scale, both ends included."""
+    return [(v, str(v)) for v in range(scale[0], scale[1] + 1)]
 
 
 def _first(form: Mapping[str, list[str]], name: str) -> str | None:
@@ -345,11 +346,4 @@ def submit_page(
     except PatronError as exc:
         session.rollback()
         return _failure(exc, lang)
-    return _html(
-        "message.html",
-        200,
-        lang=lang,
-        ui=UI[lang],
-        title=UI[lang]["thanks_title"],
-        text=out.thanks or UI[lang]["thanks"],
-    )
+    return _message("thanks", 200, lang, out.thanks)

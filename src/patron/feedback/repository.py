@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
+    Exists,
     String,
     case,
     cast,
@@ -21,10 +22,9 @@ from sqlalchemy import (
     literal,
     null,
     select,
-    text,
     update,
 )
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import QueryableAttribute, Session
 
 from patron.analytics.models import CustomerScore
 from patron.customers.models import Customer
@@ -37,7 +37,14 @@ from patron.feedback.models import (
     SurveyResponse,
     Trigger,
 )
-from patron.kit.repository import chunks, insert_ignoring_conflicts, insert_rows, table_of
+from patron.kit.repository import (
+    aware_instant,
+    chunks,
+    insert_ignoring_conflicts,
+    insert_rows,
+    lock_store_job,
+    table_of,
+)
 from patron.orders.models import Order, OrderLine, OrderStatus
 from patron.support.models import Ticket, TicketStatus
 
@@ -53,68 +60,11 @@ def lock_job(session: Session, store_id: int) -> None:
 
     Why: survey fatigue is a check over many rows (was this customer invited to anything
     lately?); two runs at once would both see the customer as free and invite twice
-    under two subjects. On SQLite ``BEGIN IMMEDIATE`` already serialises writers."""
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(
-            text("SELECT pg_advisory_xact_lock(CAST(:ns AS integer), CAST(:id AS integer))"),
-            {"ns": FEEDBACK_JOB, "id": store_id % 2**31},
-        )
-
-
-def aware(value: Any) -> datetime | None:
-    """An aggregate of a timestamp column as aware UTC (SQLite may give naive text)."""
-    if value is None:
-        return None
-    when: datetime = datetime.fromisoformat(value) if isinstance(value, str) else value
-    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
-
-
-def add(session: Session, obj: object) -> None:
-    session.add(obj)
-    session.flush()
+    under two subjects."""
+    lock_store_job(session, FEEDBACK_JOB, store_id)
 
 
 # -- customers ----------------------------------------------------------------------------
-
-
-def customer_by_external_id(session: Session, store_id: int, external_id: str) -> Customer | None:
-    return session.scalars(
-        select(Customer).where(Customer.store_id == store_id, Customer.external_id == external_id)
-    ).first()
-
-
-def customers_by_external_ids(
-    session: Session, store_id: int, external_ids: Sequence[str]
-) -> dict[str, Customer]:
-    found: dict[str, Customer] = {}
-    for chunk in chunks(list(dict.fromkeys(external_ids))):
-        for c in session.scalars(
-            select(Customer).where(Customer.store_id == store_id, Customer.external_id.in_(chunk))
-        ):
-            found[c.external_id] = c
-    return found
-
-
-def customers_by_ids(session: Session, store_id: int, ids: Sequence[int]) -> dict[int, Customer]:
-    found: dict[int, Customer] = {}
-    for chunk in chunks(sorted(set(ids))):
-        for c in session.scalars(
-            select(Customer).where(Customer.store_id == store_id, Customer.id.in_(chunk))
-        ):
-            found[c.id] = c
-    return found
-
-
-def external_ids(session: Session, store_id: int, ids: Sequence[int]) -> dict[int, str]:
-    found: dict[int, str] = {}
-    for chunk in chunks(sorted(set(ids))):
-        rows = session.execute(
-            select(Customer.id, Customer.external_id).where(
-                Customer.store_id == store_id, Customer.id.in_(chunk)
-            )
-        )
-        found.update({cid: ext for cid, ext in rows})
-    return found
 
 
 def segment_of(session: Session, store_id: int, customer_id: int) -> str | None:
@@ -239,10 +189,10 @@ def set_active(session: Session, store_id: int, key: str, active: bool) -> None:
 # -- invitations --------------------------------------------------------------------------
 
 
-def invited_since(
-    session: Session, store_id: int, customer_ids: Sequence[int], since: datetime
+def _invited_among(
+    session: Session, store_id: int, customer_ids: Sequence[int], *where: ColumnElement[bool]
 ) -> set[int]:
-    """Customers invited to any survey at or after ``since`` (survey fatigue)."""
+    """Which of ``customer_ids`` have an invitation of the store that matches ``where``."""
     found: set[int] = set()
     for chunk in chunks(sorted(set(customer_ids))):
         found.update(
@@ -251,7 +201,7 @@ def invited_since(
                 .where(
                     SurveyInvitation.store_id == store_id,
                     SurveyInvitation.customer_id.in_(chunk),
-                    SurveyInvitation.created_at >= since,
+                    *where,
                 )
                 .distinct()
             )
@@ -259,23 +209,24 @@ def invited_since(
     return found
 
 
+def invited_since(
+    session: Session, store_id: int, customer_ids: Sequence[int], since: datetime
+) -> set[int]:
+    """Customers invited to any survey at or after ``since`` (survey fatigue)."""
+    return _invited_among(session, store_id, customer_ids, SurveyInvitation.created_at >= since)
+
+
 def invited_subjects(
     session: Session, store_id: int, survey_key: str, subject: str, customer_ids: Sequence[int]
 ) -> set[int]:
     """Customers already invited to this survey about this subject."""
-    found: set[int] = set()
-    for chunk in chunks(sorted(set(customer_ids))):
-        found.update(
-            session.scalars(
-                select(SurveyInvitation.customer_id).where(
-                    SurveyInvitation.store_id == store_id,
-                    SurveyInvitation.survey_key == survey_key,
-                    SurveyInvitation.subject == subject,
-                    SurveyInvitation.customer_id.in_(chunk),
-                )
-            )
-        )
-    return found
+    return _invited_among(
+        session,
+        store_id,
+        customer_ids,
+        SurveyInvitation.survey_key == survey_key,
+        SurveyInvitation.subject == subject,
+    )
 
 
 def insert_invitation(session: Session, row: dict[str, Any]) -> int | None:
@@ -384,6 +335,22 @@ def schedule_reminders(
 # -- triggers -----------------------------------------------------------------------------
 
 
+def _invited(
+    store_id: int,
+    survey_key: str,
+    customer_id: QueryableAttribute[Any],
+    subject: ColumnElement[str],
+) -> Exists:
+    """The customer (``customer_id``, a column of the outer query) has an invitation to
+    this survey about ``subject``."""
+    return exists().where(
+        SurveyInvitation.store_id == store_id,
+        SurveyInvitation.survey_key == survey_key,
+        SurveyInvitation.customer_id == customer_id,
+        SurveyInvitation.subject == subject,
+    )
+
+
 def delivered_orders_to_survey(
     session: Session,
     store_id: int,
@@ -392,15 +359,12 @@ def delivered_orders_to_survey(
     delivered_until: datetime,
     after: int,
     limit: int,
-) -> list[tuple[int, str, int, str | None]]:
-    """(order id, external id, customer id, channel) of orders delivered in
-    [from, until] without an invitation to this survey about them; by order id."""
-    subject = literal("order:") + Order.external_id
-    invited = exists().where(
-        SurveyInvitation.store_id == store_id,
-        SurveyInvitation.survey_key == survey_key,
-        SurveyInvitation.customer_id == Order.customer_id,
-        SurveyInvitation.subject == subject,
+) -> list[tuple[int, int, str, str | None]]:
+    """(order id, customer id, subject ``order:<external id>``, channel) of orders
+    delivered in [from, until] without an invitation to this survey about them; by
+    order id."""
+    invited = _invited(
+        store_id, survey_key, Order.customer_id, literal("order:") + Order.external_id
     )
     rows = session.execute(
         select(Order.id, Order.external_id, Order.customer_id, Order.channel)
@@ -415,7 +379,7 @@ def delivered_orders_to_survey(
         .order_by(Order.id)
         .limit(limit)
     )
-    return [(oid, ext, cid, channel) for oid, ext, cid, channel in rows]
+    return [(oid, cid, f"order:{ext}", channel) for oid, ext, cid, channel in rows]
 
 
 def closed_tickets_to_survey(
@@ -426,16 +390,13 @@ def closed_tickets_to_survey(
     closed_until: datetime,
     after: int,
     limit: int,
-) -> list[tuple[int, int, str]]:
-    """(ticket id, customer id, channel) of tickets resolved or closed in [from, until],
-    with a customer, not yet asked about by this survey; by ticket id."""
+) -> list[tuple[int, int, str, str | None]]:
+    """(ticket id, customer id, subject ``ticket:<id>``, channel) of tickets resolved or
+    closed in [from, until], with a customer, not yet asked about by this survey; by
+    ticket id."""
     closed_at = func.coalesce(Ticket.closed_at, Ticket.resolved_at)
-    subject = literal("ticket:") + cast(Ticket.id, String)
-    invited = exists().where(
-        SurveyInvitation.store_id == store_id,
-        SurveyInvitation.survey_key == survey_key,
-        SurveyInvitation.customer_id == Ticket.customer_id,
-        SurveyInvitation.subject == subject,
+    invited = _invited(
+        store_id, survey_key, Ticket.customer_id, literal("ticket:") + cast(Ticket.id, String)
     )
     rows = session.execute(
         select(Ticket.id, Ticket.customer_id, Ticket.channel)
@@ -451,10 +412,10 @@ def closed_tickets_to_survey(
         .order_by(Ticket.id)
         .limit(limit)
     )
-    out: list[tuple[int, int, str]] = []
+    out: list[tuple[int, int, str, str | None]] = []
     for tid, cid, channel in rows:
         if cid is not None:
-            out.append((tid, cid, str(getattr(channel, "value", channel))))
+            out.append((tid, cid, f"ticket:{tid}", str(getattr(channel, "value", channel))))
     return out
 
 
@@ -468,16 +429,14 @@ def insert_answers(session: Session, rows: list[dict[str, Any]]) -> None:
 # -- scores -------------------------------------------------------------------------------
 
 
-def _scope(
+def _responses_in_scope(
     store_id: int,
     survey_key: str | None,
     since: datetime | None,
     until: datetime | None,
 ) -> list[ColumnElement[bool]]:
-    where: list[ColumnElement[bool]] = [
-        SurveyAnswer.store_id == store_id,
-        SurveyResponse.store_id == store_id,
-    ]
+    """The store's responses (to ``survey_key``) submitted in [since, until)."""
+    where: list[ColumnElement[bool]] = [SurveyResponse.store_id == store_id]
     if survey_key is not None:
         where.append(SurveyResponse.survey_key == survey_key)
     if since is not None:
@@ -485,6 +444,19 @@ def _scope(
     if until is not None:
         where.append(SurveyResponse.submitted_at < until)
     return where
+
+
+def _scope(
+    store_id: int,
+    survey_key: str | None,
+    since: datetime | None,
+    until: datetime | None,
+) -> list[ColumnElement[bool]]:
+    """The answers of the responses in scope (joined to their response)."""
+    return [
+        SurveyAnswer.store_id == store_id,
+        *_responses_in_scope(store_id, survey_key, since, until),
+    ]
 
 
 def period_case(edges: Sequence[datetime]) -> ColumnElement[Any]:
@@ -518,19 +490,12 @@ def time_range(
     until: datetime | None,
 ) -> tuple[datetime | None, datetime | None]:
     """First and last submission of the responses in scope."""
-    where: list[ColumnElement[bool]] = [SurveyResponse.store_id == store_id]
-    if survey_key is not None:
-        where.append(SurveyResponse.survey_key == survey_key)
-    if since is not None:
-        where.append(SurveyResponse.submitted_at >= since)
-    if until is not None:
-        where.append(SurveyResponse.submitted_at < until)
     row = session.execute(
         select(func.min(SurveyResponse.submitted_at), func.max(SurveyResponse.submitted_at)).where(
-            *where
+            *_responses_in_scope(store_id, survey_key, since, until)
         )
     ).one()
-    return aware(row[0]), aware(row[1])
+    return aware_instant(row[0]), aware_instant(row[1])
 
 
 def value_counts(
@@ -664,13 +629,7 @@ def response_count(
     since: datetime | None,
     until: datetime | None,
 ) -> int:
-    where: list[ColumnElement[bool]] = [SurveyResponse.store_id == store_id]
-    if survey_key is not None:
-        where.append(SurveyResponse.survey_key == survey_key)
-    if since is not None:
-        where.append(SurveyResponse.submitted_at >= since)
-    if until is not None:
-        where.append(SurveyResponse.submitted_at < until)
+    where = _responses_in_scope(store_id, survey_key, since, until)
     return int(session.scalar(select(func.count(SurveyResponse.id)).where(*where)) or 0)
 
 
@@ -697,9 +656,9 @@ def reviews_page(
     session: Session,
     store_id: int,
     *,
-    status: ReviewStatus | None,
-    product_sku: str | None,
-    rating: int | None,
+    status: ReviewStatus | None = None,
+    product_sku: str | None = None,
+    rating: int | None = None,
     max_rating: int | None = None,
     unanswered: bool = False,
     limit: int,

@@ -21,7 +21,7 @@ from datetime import datetime
 from sqlalchemy.orm import Session
 
 from patron.customers import repository as customers_repo
-from patron.customers.models import TouchpointKind
+from patron.customers.models import Customer, TouchpointKind
 from patron.errors import Conflict, NotFound
 from patron.feedback import repository as repo
 from patron.feedback.models import Review, ReviewStatus
@@ -34,7 +34,8 @@ from patron.feedback.schemas import (
     ReviewPage,
     ReviewSummaryOut,
 )
-from patron.kit.clock import as_utc, utcnow
+from patron.kit.clock import as_utc, as_utc_or_now
+from patron.kit.repository import external_ids_by_id
 from patron.loyalty import actions
 from patron.loyalty.orders import active_program
 from patron.loyalty.program import EventKind
@@ -46,18 +47,14 @@ SUMMARY_PRODUCTS = 500
 SHOWN = (ReviewStatus.pending, ReviewStatus.approved)
 
 
-def _now(now: datetime | None) -> datetime:
-    return utcnow() if now is None else as_utc(now)
-
-
 def _field(field: str, message: str) -> list[dict[str, str]]:
     return [{"field": field, "message": message}]
 
 
 class ReviewService:
     def _outs(self, session: Session, store: Store, rows: Sequence[Review]) -> list[ReviewOut]:
-        ids = repo.external_ids(
-            session, store.id, [r.customer_id for r in rows if r.customer_id is not None]
+        ids = external_ids_by_id(
+            session, Customer, store.id, [r.customer_id for r in rows if r.customer_id is not None]
         )
         return [
             ReviewOut(
@@ -100,7 +97,7 @@ class ReviewService:
     ) -> tuple[ReviewOut, bool]:
         """Record a review (pending moderation); returns (review, created). A 1–2 star
         review of a known customer opens a follow-up ticket."""
-        now = _now(now)
+        now = as_utc_or_now(now)
         existing = repo.review(session, store.id, body.external_id)
         if existing is not None:
             return self._out(session, store, existing), False
@@ -108,7 +105,9 @@ class ReviewService:
         order = body.order_external_id
         verified = False
         if body.customer_external_id is not None:
-            customer = repo.customer_by_external_id(session, store.id, body.customer_external_id)
+            customer = customers_repo.get_by_external_id(
+                session, store.id, body.customer_external_id
+            )
             if customer is None:
                 message = f"no customer {body.customer_external_id!r} in this store"
                 raise NotFound(
@@ -195,7 +194,7 @@ class ReviewService:
         """Approve or reject a review with an optional note. Approval credits review
         points once (a repeat, or approving again after a rejection, credits nothing
         more); the same decision again changes nothing."""
-        now = _now(now)
+        now = as_utc_or_now(now)
         review = self._get(session, store, external_id, lock=True)
         status = ReviewStatus.approved if body.decision == "approve" else ReviewStatus.rejected
         if review.status is status and (body.note is None or body.note == review.moderation_note):
@@ -233,7 +232,7 @@ class ReviewService:
     ) -> ReviewOut:
         """The store's public answer (replaces an earlier one); answered negative reviews
         leave the alerts list."""
-        now = _now(now)
+        now = as_utc_or_now(now)
         review = self._get(session, store, external_id, lock=True)
         if review.status is ReviewStatus.rejected:
             message = "a rejected review is not shown: there is nothing to reply to"
@@ -264,26 +263,21 @@ class ReviewService:
             limit=limit,
             after=after,
         )
-        return ReviewPage(
-            items=self._outs(session, store, rows),
-            next_after=rows[-1].id if len(rows) == limit else None,
-        )
+        return self._page(session, store, rows, limit)
 
     def alerts(
         self, session: Session, store: Store, *, limit: int = 50, after: int | None = None
     ) -> ReviewPage:
         """Negative reviews (1–2 stars, not rejected) the store has not answered yet."""
         rows = repo.reviews_page(
-            session,
-            store.id,
-            status=None,
-            product_sku=None,
-            rating=None,
-            max_rating=NEGATIVE,
-            unanswered=True,
-            limit=limit,
-            after=after,
+            session, store.id, max_rating=NEGATIVE, unanswered=True, limit=limit, after=after
         )
+        return self._page(session, store, rows, limit)
+
+    def _page(
+        self, session: Session, store: Store, rows: Sequence[Review], limit: int
+    ) -> ReviewPage:
+        """A keyset page of ``rows``, found with ``limit``: full, it may have a next one."""
         return ReviewPage(
             items=self._outs(session, store, rows),
             next_after=rows[-1].id if len(rows) == limit else None,

@@ -23,9 +23,8 @@ import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
-from scipy import stats  # type: ignore[import-untyped]
 from sqlalchemy.orm import Session
 
 from patron.errors import Invalid
@@ -53,7 +52,7 @@ from patron.kit.clock import as_utc, zone
 from patron.stores.models import Store
 
 By = Literal["month", "week", "channel", "tier", "segment", "survey"]
-BY_VALUES: tuple[str, ...] = ("month", "week", "channel", "tier", "segment", "survey")
+BY_VALUES: tuple[str, ...] = get_args(By)
 MAX_PERIODS = 120  # the newest periods kept when a range holds more
 EMPTY = domain.EMPTY
 
@@ -66,26 +65,13 @@ def nps_from_counts(counts: Mapping[float, int]) -> tuple[Estimate, domain.NpsBr
     promoters = sum(c for v, c in counts.items() if v >= 9)
     detractors = sum(c for v, c in counts.items() if v <= 6)
     breakdown = domain.NpsBreakdown(promoters, n - promoters - detractors, detractors, n)
-    if n == 0:
-        return EMPTY, breakdown
-    p_p, p_d = promoters / n, detractors / n
-    var = max(0.0, (p_p + p_d - (p_p - p_d) ** 2) / n)
-    value = 100 * (p_p - p_d)
-    half = 100 * domain.Z95 * math.sqrt(var)
-    return Estimate(value, max(-100.0, value - half), min(100.0, value + half), n), breakdown
+    return domain.nps_estimate(breakdown), breakdown
 
 
 def csat_from_counts(counts: Mapping[float, int]) -> Estimate:
     """``domain.csat``: the share of 4–5 answers (in %) with a Wilson interval."""
-    n = sum(counts.values())
-    if n == 0:
-        return EMPTY
-    p = sum(c for v, c in counts.items() if v >= 4) / n
-    z = domain.Z95
-    z2 = z * z
-    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
-    half = z / (1 + z2 / n) * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n))
-    return Estimate(100 * p, max(0.0, 100 * (centre - half)), min(100.0, 100 * (centre + half)), n)
+    satisfied = sum(c for v, c in counts.items() if v >= 4)
+    return domain.csat_estimate(satisfied, sum(counts.values()))
 
 
 def mean_from_sums(n: int, total: float, squares: float) -> Estimate:
@@ -99,8 +85,7 @@ def mean_from_sums(n: int, total: float, squares: float) -> Estimate:
     if n == 1:
         return Estimate(mean, None, None, 1)
     var = max(0.0, (n * squares - total * total) / (n * (n - 1)))
-    half = float(stats.t.ppf(0.975, n - 1)) * math.sqrt(var) / math.sqrt(n)
-    return Estimate(mean, mean - half, mean + half, n)
+    return domain.t_estimate(mean, math.sqrt(var), n)
 
 
 def mean_from_counts(counts: Mapping[float, int]) -> Estimate:
@@ -112,11 +97,7 @@ def mean_from_counts(counts: Mapping[float, int]) -> Estimate:
 
 def ces_from_counts(counts: Mapping[float, int]) -> Estimate:
     """``domain.ces``: the mean of 1–7 answers, its interval clipped to the scale."""
-    e = mean_from_counts(counts)
-    if e.low is None or e.high is None:
-        return e
-    low, high = domain.CES_SCALE
-    return Estimate(e.value, max(float(low), e.low), min(float(high), e.high), e.n)
+    return domain.clipped(mean_from_counts(counts), domain.CES_SCALE)
 
 
 def gaps_from_counts(
@@ -490,26 +471,6 @@ class ScoreService:
         )
 
 
-def _verdict(difference: Estimate, cost: bool) -> domain.Verdict:
-    if difference.low is None or difference.high is None:
-        return domain.Verdict.even
-    if difference.low > 0:
-        return domain.Verdict.behind if cost else domain.Verdict.ahead
-    if difference.high < 0:
-        return domain.Verdict.ahead if cost else domain.Verdict.behind
-    return domain.Verdict.even
-
-
-def _weighted(attributes: Sequence[domain.AttributeValue], party: str) -> float | None:
-    total = 0.0
-    for a in attributes:
-        rating = a.ratings.get(party)
-        if rating is None:
-            return None
-        total += a.weight * rating
-    return total
-
-
 def value_from_sums(
     attributes: Sequence[str],
     costs: Mapping[str, bool],
@@ -540,7 +501,7 @@ def value_from_sums(
             count, _, diff, diff2 = sums.get(competitor, {}).get(attribute, (0, 0, 0, 0))
             difference = mean_from_sums(count, diff, diff2)
             comparisons.append(
-                domain.Comparison(competitor, difference, _verdict(difference, cost))
+                domain.Comparison(competitor, difference, domain.verdict(difference, cost))
             )
         total_importance = totals[cost]
         values.append(
@@ -554,22 +515,11 @@ def value_from_sums(
                 comparisons=comparisons,
             )
         )
-    benefit = [a for a in values if not a.cost]
-    burden = [a for a in values if a.cost]
-    scored: list[tuple[str, float | None, float | None, float | None]] = []
-    for party in parties:
-        b, c = _weighted(benefit, party), _weighted(burden, party)
-        scored.append((party, b, c, None if b is None or c is None else b - c))
-    ranked = sorted(((p, v) for p, _, _, v in scored if v is not None), key=lambda i: -i[1])
-    ranks: dict[str, int] = {}
-    for i, (party, value) in enumerate(ranked):
-        previous = ranked[i - 1] if i else None
-        tie = previous is not None and math.isclose(previous[1], value, abs_tol=1e-9)
-        ranks[party] = ranks[previous[0]] if tie and previous is not None else i + 1
+    ranked, ranking = domain.rank_parties(values, parties)
     return domain.ValueAnalysis(
         attributes=values,
-        parties=[domain.PartyValue(p, b, c, v, ranks.get(p)) for p, b, c, v in scored],
-        ranking=[p for p, _ in ranked],
+        parties=ranked,
+        ranking=ranking,
         competitors=list(competitors),
         n=sum(n for _, _, n, _ in draft),
     )

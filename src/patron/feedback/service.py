@@ -28,8 +28,8 @@ import hashlib
 import hmac
 import re
 import secrets
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -61,7 +61,8 @@ from patron.feedback.schemas import (
     TriggerRunOut,
 )
 from patron.feedback.templates import TEMPLATE_NAMES, template
-from patron.kit.clock import as_utc, local_date, utcnow
+from patron.kit.clock import as_utc_or_now, local_date
+from patron.kit.repository import add_and_flush, external_ids_by_id, rows_by_id
 from patron.loyalty import membership
 from patron.loyalty.orders import active_program
 from patron.stores.models import Store
@@ -75,14 +76,19 @@ TEMPLATE_PARAMS: dict[str, dict[str, str]] = {
     "competitor_value": {"competitors": "list of competitor names shown to the customer"},
 }
 ALREADY_ANSWERED = "This survey link has already been answered; it can be used once."
+# What a trigger asks about: (id, customer id, subject, channel) of the orders delivered
+# (tickets closed) in [from, until] not yet asked about by the survey, after an id.
+Candidates = Callable[
+    [Session, int, str, datetime, datetime, int, int], list[tuple[int, int, str, str | None]]
+]
+TRIGGER_CANDIDATES: dict[Trigger, Candidates] = {
+    Trigger.after_delivery: repo.delivered_orders_to_survey,
+    Trigger.ticket_closed: repo.closed_tickets_to_survey,
+}
 
 
 class Gone(PatronError):
     status, slug, title = 410, "gone", "Gone"
-
-
-def _now(now: datetime | None) -> datetime:
-    return utcnow() if now is None else as_utc(now)
 
 
 def lang_of(locale: str | None) -> str:
@@ -237,7 +243,7 @@ class SurveyService:
         self, session: Session, store: Store, body: SurveyIn, now: datetime | None = None
     ) -> SurveyOut:
         """Publish version 1 of a new survey; a key in use is refused (409: update it)."""
-        now = _now(now)
+        now = as_utc_or_now(now)
         row = self._row(store, body.key, 1, body, now)
         if repo.survey_versions(session, store.id, body.key):
             raise self._taken(body.key)
@@ -264,7 +270,7 @@ class SurveyService:
 
         Unchanged settings and questions publish nothing. Links sent for older versions
         keep answering those versions' questions."""
-        now = _now(now)
+        now = as_utc_or_now(now)
         current = repo.current_survey_for_update(session, store.id, key)
         if current is None:
             if repo.survey_versions(session, store.id, key):
@@ -342,12 +348,7 @@ class TriggerRun:
     reminders: int = 0
 
     def out(self) -> TriggerRunOut:
-        return TriggerRunOut(
-            after_delivery=self.after_delivery,
-            ticket_closed=self.ticket_closed,
-            skipped=self.skipped,
-            reminders=self.reminders,
-        )
+        return TriggerRunOut(**asdict(self))
 
 
 def _invitation_out(
@@ -420,7 +421,7 @@ class InvitationService:
         this subject already, and those invited to any survey within the survey's
         ``recontact_days`` (survey fatigue). Consent is not checked here: delivering the
         links is the sender's job, on the channels the customer agreed to."""
-        now = _now(now)
+        now = as_utc_or_now(now)
         survey = surveys.current(session, store, survey_key)
         if not survey.active:
             message = f"survey {survey_key!r} is deactivated"
@@ -428,7 +429,7 @@ class InvitationService:
         subject = subject or f"manual:{local_date(now, store.timezone).isoformat()}"
         base = public_base(base_url)
         wanted = list(dict.fromkeys(customer_external_ids))
-        found = repo.customers_by_external_ids(session, store.id, wanted)
+        found = customers_repo.by_external_ids(session, store.id, wanted)
         ids = [c.id for c in found.values()]
         done = repo.invited_subjects(session, store.id, survey.key, subject, ids)
         tired = (
@@ -484,18 +485,19 @@ class InvitationService:
         Candidates are looked for ``LOOKBACK_DAYS`` past the delay, so a job that did not
         run for a while catches up; a customer caught by survey fatigue is tried again on
         later runs while the candidate is in that window."""
-        now = _now(now)
+        now = as_utc_or_now(now)
         repo.lock_job(session, store.id)
-        delivered = closed = skipped = 0
+        invited = dict.fromkeys(TRIGGER_CANDIDATES, 0)
+        skipped = 0
         for survey in repo.current_surveys(session, store.id, active_only=True):
-            if survey.trigger is Trigger.after_delivery:
-                n, s = self._after_delivery(session, store, survey, now)
-                delivered, skipped = delivered + n, skipped + s
-            elif survey.trigger is Trigger.ticket_closed:
-                n, s = self._ticket_closed(session, store, survey, now)
-                closed, skipped = closed + n, skipped + s
+            if survey.trigger in TRIGGER_CANDIDATES:
+                n, s = self._triggered(session, store, survey, now)
+                invited[survey.trigger] += n
+                skipped += s
         reminders = self.remind(session, store, now)
-        return TriggerRun(delivered, closed, skipped, reminders)
+        return TriggerRun(
+            invited[Trigger.after_delivery], invited[Trigger.ticket_closed], skipped, reminders
+        )
 
     def _window(self, survey: Survey, now: datetime) -> tuple[datetime, datetime]:
         until = now - timedelta(days=survey.delay_days)
@@ -506,17 +508,17 @@ class InvitationService:
         session: Session,
         store: Store,
         survey: Survey,
-        rows: Sequence[tuple[int, str, str | None]],
+        rows: Sequence[tuple[int, int, str, str | None]],
         tired: set[int],
         now: datetime,
     ) -> tuple[int, int]:
-        """Invite each (customer id, subject, channel) unless fatigue stops it."""
-        customers = repo.customers_by_ids(session, store.id, [cid for cid, _, _ in rows])
+        """Invite for each (id, customer id, subject, channel) unless fatigue stops it."""
+        customers = rows_by_id(session, Customer, store.id, [cid for _, cid, _, _ in rows])
         if survey.recontact_days > 0:
             since = now - timedelta(days=survey.recontact_days)
             tired |= repo.invited_since(session, store.id, list(customers), since)
         invited = skipped = 0
-        for customer_id, subject, channel in rows:
+        for _, customer_id, subject, channel in rows:
             customer = customers.get(customer_id)
             if customer is None:
                 continue
@@ -529,35 +531,18 @@ class InvitationService:
                     tired.add(customer_id)
         return invited, skipped
 
-    def _after_delivery(
+    def _triggered(
         self, session: Session, store: Store, survey: Survey, now: datetime
     ) -> tuple[int, int]:
+        """Invite for the orders delivered (or tickets closed) in the survey's window, a
+        batch at a time; returns (invited, skipped for fatigue)."""
+        candidates = TRIGGER_CANDIDATES[survey.trigger]
         start, end = self._window(survey, now)
         invited = skipped = after = 0
         tired: set[int] = set()
-        while batch := repo.delivered_orders_to_survey(
-            session, store.id, survey.key, start, end, after, BATCH
-        ):
+        while batch := candidates(session, store.id, survey.key, start, end, after, BATCH):
             after = batch[-1][0]
-            rows = [(cid, f"order:{ext}", channel) for _, ext, cid, channel in batch]
-            n, s = self._candidates(session, store, survey, rows, tired, now)
-            invited, skipped = invited + n, skipped + s
-        return invited, skipped
-
-    def _ticket_closed(
-        self, session: Session, store: Store, survey: Survey, now: datetime
-    ) -> tuple[int, int]:
-        start, end = self._window(survey, now)
-        invited = skipped = after = 0
-        tired: set[int] = set()
-        while batch := repo.closed_tickets_to_survey(
-            session, store.id, survey.key, start, end, after, BATCH
-        ):
-            after = batch[-1][0]
-            rows: list[tuple[int, str, str | None]] = [
-                (cid, f"ticket:{tid}", channel) for tid, cid, channel in batch
-            ]
-            n, s = self._candidates(session, store, survey, rows, tired, now)
+            n, s = self._candidates(session, store, survey, batch, tired, now)
             invited, skipped = invited + n, skipped + s
         return invited, skipped
 
@@ -565,7 +550,7 @@ class InvitationService:
         """Unanswered invitations whose last delivery is ``reminder_days`` old, with
         reminders left (``sent_count <= max_reminders``), become due again. Idempotent:
         a due invitation is not touched until it is sent."""
-        now = _now(now)
+        now = as_utc_or_now(now)
         total = 0
         for survey in repo.reminding_surveys(session, store.id):
             assert survey.reminder_days is not None
@@ -593,7 +578,7 @@ class InvitationService:
     ) -> DuePage:
         """Invitations to deliver now (first sends and reminders) with their link and the
         customer's contact; mark each delivery with ``mark_sent``."""
-        now = _now(now)
+        now = as_utc_or_now(now)
         base = public_base(base_url)
         rows = repo.due_invitations(session, store.id, now, limit, after)
         return DuePage(
@@ -627,7 +612,7 @@ class InvitationService:
     ) -> InvitationOut:
         """Record a delivery: ``sent_count`` + 1, ``last_sent_at``, no longer due. Marking
         an invitation that is not due (a retried call) changes nothing."""
-        now = _now(now)
+        now = as_utc_or_now(now)
         inv = repo.invitation(session, store.id, invitation_id)
         if inv is None:
             message = f"no survey invitation {invitation_id} in this store"
@@ -635,7 +620,8 @@ class InvitationService:
         if repo.mark_sent(session, store.id, invitation_id, now):
             session.refresh(inv)
         survey = repo.survey_by_id(session, store.id, inv.survey_id)
-        ext = repo.external_ids(session, store.id, [inv.customer_id]).get(inv.customer_id, "")
+        ids = external_ids_by_id(session, Customer, store.id, [inv.customer_id])
+        ext = ids.get(inv.customer_id, "")
         return _invitation_out(
             public_base(base_url), store, inv, survey.version if survey else 0, ext
         )
@@ -697,18 +683,11 @@ class ResponseService:
 
         Raises 404 for a token that is malformed, unknown or badly signed (or of another
         store than ``slug``), 409 when it was answered, 410 when it expired."""
-        now = _now(now)
-        parts = split_token(token)
-        inv = repo.invitation_by_nonce(session, parts[0]) if parts else None
-        store = session.get(Store, inv.store_id) if inv is not None else None
-        if (
-            parts is None
-            or inv is None
-            or store is None
-            or not hmac.compare_digest(sign(store.signing_secret, parts[0]), parts[1])
-            or (slug is not None and slug != store.slug)
-        ):
+        now = as_utc_or_now(now)
+        genuine = self._genuine(session, token)
+        if genuine is None or (slug is not None and slug != genuine[1].slug):
             raise NotFound("No such survey link: check that the whole link was copied.")
+        inv, store = genuine
         if inv.used_at is not None:
             raise Conflict(ALREADY_ANSWERED)
         if inv.expires_at <= now:
@@ -721,16 +700,20 @@ class ResponseService:
     def locale(self, session: Session, token: str) -> str | None:
         """The language of a genuine link's invitation, used or expired alike (to refuse
         it in the customer's language); None for an unknown or tampered token."""
+        genuine = self._genuine(session, token)
+        return genuine[0].locale if genuine is not None else None
+
+    def _genuine(self, session: Session, token: str) -> tuple[SurveyInvitation, Store] | None:
+        """The invitation of a token and its store, if the token is well formed, its
+        nonce known and its signature the store's; None otherwise."""
         parts = split_token(token)
         inv = repo.invitation_by_nonce(session, parts[0]) if parts else None
         store = session.get(Store, inv.store_id) if inv is not None else None
         if parts is None or inv is None or store is None:
             return None
-        return (
-            inv.locale
-            if hmac.compare_digest(sign(store.signing_secret, parts[0]), parts[1])
-            else None
-        )
+        if not hmac.compare_digest(sign(store.signing_secret, parts[0]), parts[1]):
+            return None
+        return inv, store
 
     def view(
         self, session: Session, token: str, lang: str | None = None, now: datetime | None = None
@@ -764,7 +747,7 @@ class ResponseService:
     ) -> ResponseOut:
         """Record the one response of a link (see the module's docstring): 404/409/410 as
         ``open_link``, 422 listing every problem of the answers."""
-        now = _now(now)
+        now = as_utc_or_now(now)
         link = self.open_link(session, token, now, slug=slug)
         try:
             answers = domain.validate_answers(link.definition, raw_answers)
@@ -802,7 +785,7 @@ class ResponseService:
             subject=None if anonymous else inv.subject,
         )
         try:
-            repo.add(session, response)
+            add_and_flush(session, response)
         except sa_exc.IntegrityError:  # the second guard: UNIQUE(invitation_id)
             raise Conflict(ALREADY_ANSWERED) from None
         repo.insert_answers(session, [_answer_row(store.id, response.id, a) for a in answers])

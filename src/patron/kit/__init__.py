@@ -1,1 +1,2 @@
-"""Shared building blocks: money, clock, pagination, text validation."""
+"""Shared building blocks: money, clock, pagination, text validation, repository
+helpers, command-line options."""

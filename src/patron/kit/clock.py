@@ -16,6 +16,11 @@ def as_utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
+def as_utc_or_now(now: datetime | None) -> datetime:
+    """The instant a call acts at: ``now`` as aware UTC, the current time when None."""
+    return utcnow() if now is None else as_utc(now)
+
+
 def zone(name: str) -> ZoneInfo:
     try:
         return ZoneInfo(name)

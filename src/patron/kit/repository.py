@@ -1,13 +1,15 @@
-"""Query helpers shared by every repository: chunked look-ups, dialect-aware upserts."""
+"""Query helpers shared by every repository: chunked look-ups, dialect-aware upserts,
+per-store job locks."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 from collections.abc import Iterable, Iterator, Sequence
+from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import ColumnElement, Table, bindparam, func, select, true, update
+from sqlalchemy import ColumnElement, Table, bindparam, func, select, text, true, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import Insert
@@ -66,6 +68,55 @@ def select_by_keys(
             probe = probe.limit(1)
         found = probe.lateral("found")
         yield from session.execute(select(found).select_from(wanted).join(found, true()))
+
+
+def rows_by_id(session: Session, model: type[T], store_id: int, ids: Iterable[int]) -> dict[int, T]:
+    """id -> row of the store's ``model`` rows (mapped, with ``id`` and ``store_id``)
+    among ``ids``; unknown ids are left out."""
+    mapped = cast(Any, model)
+    found: dict[int, T] = {}
+    for chunk in chunks(sorted(set(ids))):
+        for row in session.scalars(
+            select(mapped).where(mapped.store_id == store_id, mapped.id.in_(chunk))
+        ):
+            found[row.id] = row
+    return found
+
+
+def external_ids_by_id(
+    session: Session, model: type[Any], store_id: int, ids: Iterable[int]
+) -> dict[int, str]:
+    """id -> external id of the store's ``model`` rows (with ``id``, ``external_id`` and
+    ``store_id``) among ``ids``; unknown ids are left out."""
+    rows = select_by_keys(
+        session, (model.id, model.external_id), model.id, list(ids), model.store_id == store_id
+    )
+    return {row_id: external_id for row_id, external_id in rows}
+
+
+def lock_store_job(session: Session, namespace: int, store_id: int) -> None:
+    """Serialise one job (``namespace``) of one store until the transaction ends: a
+    PostgreSQL advisory lock; on SQLite ``BEGIN IMMEDIATE`` already serialises writers."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(
+            text("SELECT pg_advisory_xact_lock(CAST(:ns AS integer), CAST(:id AS integer))"),
+            {"ns": namespace, "id": store_id % 2**31},
+        )
+
+
+def add_and_flush(session: Session, obj: object) -> None:
+    """Add a new row and flush it: its id is set, and a unique violation raises here."""
+    session.add(obj)
+    session.flush()
+
+
+def aware_instant(value: Any) -> datetime | None:
+    """A timestamp column or aggregate as read back, as aware UTC (SQLite may give naive
+    datetimes or ISO text); None stays None."""
+    if value is None:
+        return None
+    when: datetime = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
 
 
 def insert_ignoring_conflicts(session: Session, table: Table, *conflict_columns: str) -> Insert:

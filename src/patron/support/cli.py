@@ -9,7 +9,7 @@ message that cannot be read, a Maildir message moved aside); 2 wrong usage (Clic
 from __future__ import annotations
 
 import sys
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -23,7 +23,7 @@ from sqlalchemy.exc import TimeoutError as SQLTimeoutError
 
 from patron.db import unit_of_work
 from patron.errors import PatronError
-from patron.kit.clock import as_utc
+from patron.kit.cli import StoreOpt, WhenOpt, option_instant
 from patron.stores.models import Store
 from patron.stores.service import stores
 from patron.support import mail
@@ -41,14 +41,6 @@ support_app = typer.Typer(
 settings_app = typer.Typer(help="Support settings: hours, SLA targets, caps.", no_args_is_help=True)
 support_app.add_typer(settings_app, name="settings")
 
-StoreOpt = Annotated[str, typer.Option("--store", "-s", help="Store slug.")]
-WhenOpt = Annotated[
-    datetime | None,
-    typer.Option(
-        formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S"],
-        help="UTC unless an offset is given.",
-    ),
-]
 EX_TEMPFAIL = 75
 _STATE_STYLE = {
     "ok": "green",
@@ -57,12 +49,6 @@ _STATE_STYLE = {
     "paused": "cyan",
     "breached": "bold red",
 }
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    return as_utc(value) if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def _fail(message: str, lines: list[str] | None = None, code: int = 1) -> typer.Exit:
@@ -368,7 +354,7 @@ def sla_check_command(
             slugs = [store] if store else [s.slug for s in stores.list(session)]
         for slug in slugs:
             with unit_of_work() as session:
-                done = run_sla_check(session, stores.get(session, slug), _utc(now))
+                done = run_sla_check(session, stores.get(session, slug), option_instant(now))
             typer.echo(
                 f"{slug}: {done.checked} open tickets checked, {done.warnings} warnings, "
                 f"{done.breaches} breaches, {done.escalated} escalated"
@@ -388,7 +374,9 @@ def report_command(store: StoreOpt, since: WhenOpt = None, until: WhenOpt = None
     """SLA attainment of tickets opened in [since, until) by channel × priority."""
     try:
         with unit_of_work() as session:
-            out = insights.report(session, stores.get(session, store), _utc(since), _utc(until))
+            out = insights.report(
+                session, stores.get(session, store), option_instant(since), option_instant(until)
+            )
     except PatronError as exc:
         raise _failed(exc) from None
     window = f"{out.since:%Y-%m-%d %H:%M} – " if out.since else "until "

@@ -1,5 +1,5 @@
 """Small helpers shared by the support services (``service``, ``recovery``, ``insights``):
-the instant a call acts at, a one-field error list, and the audit event of a ticket.
+a one-field error list and the audit event of a ticket.
 
 Events are only added to the session: the caller's unit of work flushes and commits.
 """
@@ -11,13 +11,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from patron.kit.clock import as_utc, utcnow
 from patron.support.models import Ticket, TicketEvent
-
-
-def now_utc(now: datetime | None) -> datetime:
-    """``now`` as an aware UTC instant; the current time when None."""
-    return utcnow() if now is None else as_utc(now)
 
 
 def field_errors(field: str, message: str) -> list[dict[str, str]]:

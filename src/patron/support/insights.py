@@ -10,9 +10,10 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
+from patron.customers import repository as customers_repo
 from patron.customers.models import Customer
 from patron.errors import Invalid, NotFound
-from patron.kit.clock import as_utc, zone
+from patron.kit.clock import as_utc, as_utc_or_now, zone
 from patron.kit.money import from_minor
 from patron.loyalty import membership
 from patron.loyalty.orders import active_program
@@ -21,7 +22,7 @@ from patron.stores.models import Store
 from patron.support import repository as repo
 from patron.support import settings as support_settings
 from patron.support.clock import sla_view
-from patron.support.common import field_errors, now_utc
+from patron.support.common import field_errors
 from patron.support.models import TicketChannel
 from patron.support.schemas import (
     Customer360Out,
@@ -68,7 +69,7 @@ class InsightService:
         clocks met and breached (running clocks not breached yet are not counted), the
         business hours to the first response and to the resolution, and the tickets of
         each row open and breached now (whenever they were opened)."""
-        now = now_utc(now)
+        now = as_utc_or_now(now)
         until = now if until is None else as_utc(until)
         since = None if since is None else as_utc(since)
         if since is not None and since >= until:
@@ -111,8 +112,8 @@ class InsightService:
     ) -> Customer360Out:
         """Everything an agent needs on one screen: profile, orders, points and tier,
         value scores, NPS answers, tickets with their SLA state, reviews."""
-        now = now_utc(now)
-        customer = repo.customer_by_external_id(session, store.id, external_id)
+        now = as_utc_or_now(now)
+        customer = customers_repo.get_by_external_id(session, store.id, external_id)
         if customer is None:
             message = f"no customer with external id {external_id!r}"
             raise NotFound(

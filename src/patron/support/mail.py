@@ -37,6 +37,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as SQLTimeoutError
 from sqlalchemy.orm import Session
 
+from patron.customers import repository as customers_repo
 from patron.errors import PatronError
 from patron.stores.models import Store
 from patron.support import repository as repo
@@ -302,7 +303,7 @@ def _same_sender(session: Session, store: Store, ticket: Ticket, sender: str | N
     if ticket.requester and ticket.requester.strip().lower() == sender:
         return True
     if ticket.customer_id is not None:
-        customer = repo.customer(session, store.id, ticket.customer_id)
+        customer = customers_repo.get(session, store.id, ticket.customer_id)
         return customer is not None and (customer.email or "").strip().lower() == sender
     return False
 

@@ -20,9 +20,12 @@ from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from patron.customers import repository as customers_repo
 from patron.customers.models import Customer
 from patron.errors import Conflict, Forbidden, Invalid, NotFound, validation_errors
+from patron.kit.clock import as_utc_or_now
 from patron.kit.money import MoneyError, exponent, from_minor, to_minor
+from patron.kit.repository import add_and_flush
 from patron.loyalty.orders import active_program
 from patron.loyalty.program import CouponReward, ProgramConfig
 from patron.loyalty.service import ledger
@@ -30,7 +33,7 @@ from patron.rewards.service import rewards
 from patron.stores.models import Store
 from patron.support import repository as repo
 from patron.support import settings as support_settings
-from patron.support.common import add_event, field_errors, now_utc
+from patron.support.common import add_event, field_errors
 from patron.support.models import (
     Compensation,
     CompensationKind,
@@ -72,7 +75,7 @@ class RecoveryService:
         not opportunistic, customer not flagged), else held for approval (``decide``). A
         replay returns the first compensation; the key with another request is refused
         (409)."""
-        now = now_utc(now)
+        now = as_utc_or_now(now)
         try:
             data = CompensationIn(
                 key=key,
@@ -107,7 +110,7 @@ class RecoveryService:
                 f"Ticket {ticket.id} has no known customer: link it to a customer before "
                 "compensating."
             )
-        customer = repo.customer(session, store.id, ticket.customer_id)
+        customer = customers_repo.get(session, store.id, ticket.customer_id)
         assert customer is not None  # the foreign key nulls the id on delete
         program = active_program(session, store)
         value_minor, currency = self._value(program, data)
@@ -130,7 +133,7 @@ class RecoveryService:
         )
         try:
             with session.begin_nested():  # a concurrent request with the same key
-                repo.add(session, row)
+                add_and_flush(session, row)
         except IntegrityError:
             raced = repo.compensation_by_key(session, store.id, data.key)
             if raced is None:
@@ -309,7 +312,7 @@ class RecoveryService:
         must cover it, an opportunistic claim or a flagged customer needs a lead or a
         manager, and nobody approves their own request. Deciding the same way again is a
         no-op; the other way, 409."""
-        now = now_utc(now)
+        now = as_utc_or_now(now)
         row = repo.compensation(session, store.id, compensation_id, for_update=True)
         if row is None:
             raise NotFound(f"No compensation {compensation_id} in this store.")
@@ -330,7 +333,7 @@ class RecoveryService:
                 raise Forbidden(
                     f"{actor!r} asked for compensation {row.id}: another person must approve it."
                 )
-            customer = repo.customer(session, store.id, row.customer_id)
+            customer = customers_repo.get(session, store.id, row.customer_id)
             flagged = customer is not None and customer.flagged
             if (ticket.opportunistic or flagged) and role == Role.agent:
                 raise Forbidden(

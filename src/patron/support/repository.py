@@ -3,19 +3,19 @@ customer facts that grading and the 360 view read. All of them take the store id
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, func, or_, select, text
+from sqlalchemy import ColumnElement, and_, case, func, or_, select
 from sqlalchemy.orm import Session
 
 from patron.analytics.models import CustomerScore
 from patron.customers.models import Customer
 from patron.feedback.models import Review, ReviewStatus, SurveyAnswer, SurveyResponse
-from patron.kit.repository import chunks
+from patron.kit.repository import add_and_flush, aware_instant, chunks
 from patron.orders.models import Order, OrderStatus
 from patron.support.models import (
     Compensation,
@@ -29,29 +29,6 @@ from patron.support.models import (
 # Namespace of the per-store SLA job lock (pg_advisory_xact_lock(namespace, store id)).
 SLA_JOB = 0x53_4C  # "SL"
 ACTIVE = (TicketStatus.new, TicketStatus.open, TicketStatus.pending)
-
-
-def _aware(value: Any) -> datetime | None:
-    """An aggregate of a timestamp column as aware UTC (SQLite may give naive text)."""
-    if value is None:
-        return None
-    when: datetime = datetime.fromisoformat(value) if isinstance(value, str) else value
-    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
-
-
-def add(session: Session, obj: object) -> None:
-    session.add(obj)
-    session.flush()
-
-
-def lock_job(session: Session, namespace: int, store_id: int) -> None:
-    """Serialise one job of one store until the transaction ends (SQLite: ``BEGIN
-    IMMEDIATE`` already serialises writers)."""
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(
-            text("SELECT pg_advisory_xact_lock(CAST(:ns AS integer), CAST(:id AS integer))"),
-            {"ns": namespace, "id": store_id % 2**31},
-        )
 
 
 # -- settings -----------------------------------------------------------------------------
@@ -70,23 +47,11 @@ def add_settings(
     session: Session, store_id: int, config: dict[str, Any], now: datetime
 ) -> SupportSettings:
     row = SupportSettings(store_id=store_id, config=config, version=1, updated_at=now)
-    add(session, row)
+    add_and_flush(session, row)
     return row
 
 
 # -- customers ----------------------------------------------------------------------------
-
-
-def customer(session: Session, store_id: int, customer_id: int) -> Customer | None:
-    return session.scalars(
-        select(Customer).where(Customer.store_id == store_id, Customer.id == customer_id)
-    ).first()
-
-
-def customer_by_external_id(session: Session, store_id: int, external_id: str) -> Customer | None:
-    return session.scalars(
-        select(Customer).where(Customer.store_id == store_id, Customer.external_id == external_id)
-    ).first()
 
 
 def customer_by_email(session: Session, store_id: int, email: str) -> Customer | None:
@@ -98,18 +63,6 @@ def customer_by_email(session: Session, store_id: int, email: str) -> Customer |
         .order_by(Customer.is_stub, Customer.id)
         .limit(1)
     ).first()
-
-
-def external_ids(session: Session, store_id: int, ids: Iterable[int]) -> dict[int, str]:
-    found: dict[int, str] = {}
-    for chunk in chunks(sorted(set(ids))):
-        rows = session.execute(
-            select(Customer.id, Customer.external_id).where(
-                Customer.store_id == store_id, Customer.id.in_(chunk)
-            )
-        )
-        found.update({cid: ext for cid, ext in rows})
-    return found
 
 
 def order_total(session: Session, store_id: int, external_id: str) -> tuple[int, str] | None:
@@ -239,8 +192,8 @@ def order_stats(session: Session, store_id: int, customer_id: int) -> OrderStats
         cancelled=int(row[1] or 0),
         refunded=int(row[2] or 0),
         spent_minor=int(row[3] or 0),
-        first_order_at=_aware(row[4]),
-        last_order_at=_aware(row[5]),
+        first_order_at=aware_instant(row[4]),
+        last_order_at=aware_instant(row[5]),
         currencies=sorted(currencies),
     )
 
@@ -273,7 +226,7 @@ def nps_history(
     )
     out: list[tuple[datetime, float, str]] = []
     for at, value, key in rows:
-        when = _aware(at)
+        when = aware_instant(at)
         assert when is not None and value is not None  # filtered above
         out.append((when, float(value), str(key)))
     return out

@@ -20,6 +20,7 @@ from pydantic import (
 )
 
 from patron.kit.money import MAX_MAJOR
+from patron.kit.pagination import Page
 from patron.kit.text import ExternalId, Label, ShortText, check_json_value
 from patron.support.grading import CATEGORIES
 from patron.support.models import (
@@ -297,11 +298,8 @@ class TicketDetail(TicketOut):
     compensations: list[CompensationOut]
 
 
-class TicketPage(BaseModel):
-    items: list[TicketOut]
-    next_after: int | None = Field(
-        None, description="Pass as `after` to get the next page; null on the last page."
-    )
+class TicketPage(Page[TicketOut]):
+    pass  # a named page: the schema is TicketPage (no docstring: it would describe it)
 
 
 class SlaCheckOut(BaseModel):

@@ -16,7 +16,7 @@ Other packages use only ``tickets.open_for_customer`` and ``run_sla_check``.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -26,8 +26,14 @@ from sqlalchemy.orm import Session
 from patron.customers import repository as customers_repo
 from patron.customers.models import Customer, TouchpointKind
 from patron.errors import Conflict, Invalid, NotFound
+from patron.kit.clock import as_utc_or_now
 from patron.kit.hashing import payload_hash
 from patron.kit.money import from_minor
+from patron.kit.repository import (
+    add_and_flush,
+    external_ids_by_id,
+    lock_store_job,
+)
 from patron.loyalty import membership
 from patron.loyalty.orders import active_program
 from patron.stores.models import Store
@@ -43,7 +49,7 @@ from patron.support.clock import (
     retime,
     sla_view,
 )
-from patron.support.common import add_event, field_errors, now_utc
+from patron.support.common import add_event, field_errors
 from patron.support.grading import Claim, Grade, grade
 from patron.support.models import (
     Compensation,
@@ -106,12 +112,7 @@ class SlaCheck:
     escalated: int = 0
 
     def out(self) -> SlaCheckOut:
-        return SlaCheckOut(
-            checked=self.checked,
-            warnings=self.warnings,
-            breaches=self.breaches,
-            escalated=self.escalated,
-        )
+        return SlaCheckOut(**asdict(self))
 
 
 @dataclass(frozen=True)
@@ -142,7 +143,7 @@ def compensation_outs(
     ``recovery.py``, because a ticket's detail lists its compensations and this module
     does not import ``recovery``."""
     rows = list(rows)
-    ids = repo.external_ids(session, store.id, [r.customer_id for r in rows])
+    ids = external_ids_by_id(session, Customer, store.id, [r.customer_id for r in rows])
     program = active_program(session, store) if rows else None
     currency = program.currency if program is not None else store.currency
     out = []
@@ -191,11 +192,11 @@ class TicketService:
         now: datetime | None = None,
         config: SupportConfig | None = None,
     ) -> list[TicketOut]:
-        now = now_utc(now)
+        now = as_utc_or_now(now)
         config = config or support_settings.load(session, store)
         cal = config.calendar()
-        ids = repo.external_ids(
-            session, store.id, [t.customer_id for t in tickets if t.customer_id]
+        ids = external_ids_by_id(
+            session, Customer, store.id, [t.customer_id for t in tickets if t.customer_id]
         )
         return [
             TicketOut(
@@ -258,10 +259,10 @@ class TicketService:
         now: datetime | None = None,
     ) -> TicketPage:
         """Tickets, oldest first (keyset pages on the id)."""
-        now = now_utc(now)
+        now = as_utc_or_now(now)
         customer_id = None
         if customer_external_id is not None:
-            found = repo.customer_by_external_id(session, store.id, customer_external_id)
+            found = customers_repo.get_by_external_id(session, store.id, customer_external_id)
             if found is None:
                 return TicketPage(items=[], next_after=None)
             customer_id = found.id
@@ -297,7 +298,7 @@ class TicketService:
         """Open a ticket; returns (ticket, created). With an ``idempotency_key`` it opens
         once: the same key and body again returns the first ticket, the key with another
         body is refused (409)."""
-        now = now_utc(now)
+        now = as_utc_or_now(now)
         digest = payload_hash(data.model_dump(mode="json", exclude={"idempotency_key"}))
         source_ref = None
         if data.idempotency_key is not None:
@@ -307,7 +308,9 @@ class TicketService:
                 return self._replay(session, store, existing, digest), False
         customer = None
         if data.customer_external_id is not None:
-            customer = repo.customer_by_external_id(session, store.id, data.customer_external_id)
+            customer = customers_repo.get_by_external_id(
+                session, store.id, data.customer_external_id
+            )
             if customer is None:
                 message = f"no customer with external id {data.customer_external_id!r}"
                 raise NotFound(
@@ -334,7 +337,6 @@ class TicketService:
             assignee=data.assignee,
             claim=data.claim,
             author=requester,
-            message_id=None,
             digest=digest,
             actor=actor or source,
             now=now,
@@ -363,11 +365,11 @@ class TicketService:
         """Open a ticket for a known customer once per ``source_ref`` (feedback follow-ups:
         an unhappy survey answer, a low review). Returns (ticket, created); a repeat
         returns the first ticket."""
-        now = now_utc(now)
+        now = as_utc_or_now(now)
         existing = repo.ticket_by_source_ref(session, store.id, source_ref)
         if existing is not None:
             return existing, False
-        customer = repo.customer(session, store.id, customer_id)
+        customer = customers_repo.get(session, store.id, customer_id)
         if customer is None:
             raise NotFound(f"No customer {customer_id} in this store.")
         return self._create(
@@ -384,11 +386,7 @@ class TicketService:
             category=category[:32] if category else None,
             order_external_id=order_external_id,
             product_sku=product_sku,
-            assignee=None,
-            claim=None,
             author=customer.email,
-            message_id=None,
-            digest=None,
             actor=source[:128],
             now=now,
         )
@@ -406,7 +404,7 @@ class TicketService:
         now: datetime | None = None,
     ) -> tuple[Ticket, bool]:
         """A new e-mail ticket, the customer found by the sender's address."""
-        now = now_utc(now)
+        now = as_utc_or_now(now)
         source_ref = f"email:{message_id}"[:255]
         existing = repo.ticket_by_source_ref(session, store.id, source_ref)
         if existing is not None:
@@ -422,12 +420,6 @@ class TicketService:
             body=body or "(empty)",
             source="email",
             source_ref=source_ref,
-            priority=None,
-            category=None,
-            order_external_id=None,
-            product_sku=None,
-            assignee=None,
-            claim=None,
             author=sender,
             message_id=message_id,
             digest=None,
@@ -461,17 +453,17 @@ class TicketService:
         body: str,
         source: str,
         source_ref: str | None,
-        priority: Priority | None,
-        category: str | None,
-        order_external_id: str | None,
-        product_sku: str | None,
-        assignee: str | None,
-        claim: ClaimIn | None,
         author: str | None,
-        message_id: str | None,
-        digest: str | None,
         actor: str,
         now: datetime,
+        priority: Priority | None = None,
+        category: str | None = None,
+        order_external_id: str | None = None,
+        product_sku: str | None = None,
+        assignee: str | None = None,
+        claim: ClaimIn | None = None,
+        message_id: str | None = None,
+        digest: str | None = None,
         extra: dict[str, Any] | None = None,
     ) -> tuple[Ticket, bool]:
         config = support_settings.load(session, store)
@@ -518,7 +510,7 @@ class TicketService:
         retime(ticket, config.calendar())
         try:
             with session.begin_nested():  # a concurrent open with the same source_ref
-                repo.add(session, ticket)
+                add_and_flush(session, ticket)
         except IntegrityError:
             existing = (
                 repo.ticket_by_source_ref(session, store.id, source_ref) if source_ref else None
@@ -526,7 +518,7 @@ class TicketService:
             if existing is None:
                 raise
             return existing, False
-        repo.add(
+        add_and_flush(
             session,
             TicketMessage(
                 store_id=store.id,
@@ -590,7 +582,7 @@ class TicketService:
         - outbound (the store): the first stops the first-response clock; with
           ``wait_for_customer`` the ticket becomes pending (the clocks pause);
         - note: internal, changes nothing else."""
-        now = now_utc(now)
+        now = as_utc_or_now(now)
         ticket = self.get(session, store, ticket_id, lock=True)
         if data.message_id is not None:
             seen = repo.message_by_message_id(session, store.id, data.message_id)
@@ -623,7 +615,7 @@ class TicketService:
             message_id=data.message_id,
             created_at=now,
         )
-        repo.add(session, message)
+        add_and_flush(session, message)
         add_event(
             session,
             ticket,
@@ -659,9 +651,7 @@ class TicketService:
                     self._move(session, config, ticket, TicketStatus.pending, who, now, None)
             elif ticket.status in (TicketStatus.new, TicketStatus.pending):
                 self._move(session, config, ticket, TicketStatus.open, who, now, None)
-        ticket.updated_at = now
-        retime(ticket, config.calendar())
-        session.flush()
+        self._save(session, config, ticket, now)
         return ticket, message, True
 
     def reply(
@@ -699,7 +689,7 @@ class TicketService:
     ) -> Ticket:
         """Move a ticket to ``status`` (the same status: no-op). Impossible moves (back to
         new, out of closed, pending from resolved) are refused with 409."""
-        now = now_utc(now)
+        now = as_utc_or_now(now)
         ticket = self.get(session, store, ticket_id, lock=True)
         if status == ticket.status:
             return ticket
@@ -713,6 +703,12 @@ class TicketService:
             raise Conflict(f"status: {message}", errors=field_errors("status", message))
         config = support_settings.load(session, store)
         self._move(session, config, ticket, status, actor or "api", now, note)
+        return self._save(session, config, ticket, now)
+
+    def _save(
+        self, session: Session, config: SupportConfig, ticket: Ticket, now: datetime
+    ) -> Ticket:
+        """Stamp a changed ticket, re-time its SLA clocks (``retime``) and flush it."""
         ticket.updated_at = now
         retime(ticket, config.calendar())
         session.flush()
@@ -763,37 +759,19 @@ class TicketService:
         now: datetime | None = None,
     ) -> Ticket:
         """Change priority (re-targets the clocks still running), assignee or category."""
-        now = now_utc(now)
+        now = as_utc_or_now(now)
         ticket = self.get(session, store, ticket_id, lock=True)
         actor = patch.actor or "api"
         config = support_settings.load(session, store)
         fields = patch.model_fields_set
         if "priority" in fields and patch.priority is not None:
             self._reprioritise(session, config, ticket, patch.priority, actor, now)
-        if "assignee" in fields and patch.assignee != ticket.assignee:
-            add_event(
-                session,
-                ticket,
-                "assigned",
-                actor,
-                {"from": ticket.assignee, "to": patch.assignee},
-                now,
-            )
-            ticket.assignee = patch.assignee
-        if "category" in fields and patch.category != ticket.category:
-            add_event(
-                session,
-                ticket,
-                "categorized",
-                actor,
-                {"from": ticket.category, "to": patch.category},
-                now,
-            )
-            ticket.category = patch.category
-        ticket.updated_at = now
-        retime(ticket, config.calendar())
-        session.flush()
-        return ticket
+        for name, kind in (("assignee", "assigned"), ("category", "categorized")):
+            before, after = getattr(ticket, name), getattr(patch, name)
+            if name in fields and after != before:
+                add_event(session, ticket, kind, actor, {"from": before, "to": after}, now)
+                setattr(ticket, name, after)
+        return self._save(session, config, ticket, now)
 
     def _reprioritise(
         self,
@@ -831,12 +809,14 @@ class TicketService:
     ) -> Ticket:
         """Grade (again) the ticket's claim with the customer's current context. A grade
         suggesting a higher priority raises the ticket's (never lowers it)."""
-        now = now_utc(now)
+        now = as_utc_or_now(now)
         ticket = self.get(session, store, ticket_id, lock=True)
         if ticket.status == TicketStatus.closed:
             raise Conflict(f"Ticket {ticket.id} is closed: its grade can no longer change.")
         customer = (
-            repo.customer(session, store.id, ticket.customer_id) if ticket.customer_id else None
+            customers_repo.get(session, store.id, ticket.customer_id)
+            if ticket.customer_id
+            else None
         )
         claim, result = self._grade(
             session,
@@ -857,10 +837,7 @@ class TicketService:
         suggested = Priority(result.priority.value)
         if _higher(suggested, ticket.priority):
             self._reprioritise(session, config, ticket, suggested, "grading", now)
-        ticket.updated_at = now
-        retime(ticket, config.calendar())
-        session.flush()
-        return ticket
+        return self._save(session, config, ticket, now)
 
     def _grade(
         self,
@@ -974,8 +951,8 @@ class TicketService:
         event when a clock has used ``warn_at`` of its target (running clocks only), a
         ``sla_breach:<clock>`` event and an escalation (level 1 for the first response,
         2 for the resolution) when it is breached. Idempotent; flushes only."""
-        now = now_utc(now)
-        repo.lock_job(session, repo.SLA_JOB, store.id)
+        now = as_utc_or_now(now)
+        lock_store_job(session, repo.SLA_JOB, store.id)
         config = support_settings.load(session, store)
         cal = config.calendar()
         kinds = [p + c for p in (WARNING, BREACH) for c in CLOCKS]
