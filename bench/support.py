@@ -3,6 +3,7 @@
     python -m bench.support                          # 100,000 instants, 20,000 open tickets
     python -m bench.support --instants 20000 --tickets 5000 --repeats 1
     python -m bench.support --no-peer --no-job       # only our arithmetic
+    python -m bench.support --report-only            # only the attainment report
 
 1. **Arithmetic**, one calendar on both sides: Asia/Shanghai, Monday–Friday 09:00–18:00,
    closed on China's 2025–2027 public holidays, given to both as the same explicit list
@@ -34,11 +35,23 @@
    breaches and escalations to write, and a second run at the same ``now`` that has
    nothing to do. Between repeats the job's writes are undone (events deleted,
    escalation columns reset, ``VACUUM ANALYZE``), untimed.
+
+3. **The attainment report** (``insights.report``, ``--report-only`` runs just this) on
+   a throw-away PostgreSQL store: M tickets opened over the year before ``now`` (uniform),
+   channels and priorities mixed as above; those opened in the last 14 days are half
+   still open (new, open, pending, as in 2.), all others resolved or closed after a
+   first reply (a third with a closed wait on the customer), their clocks re-timed by
+   ``clock.retime`` as the service does (due instants and stored outcomes). Timed: the
+   report over the year (unit of work included), and beside it the per-ticket
+   computation it replaced (``sla_view`` of every ticket opened in the window, loaded
+   through the ORM); both outputs are compared. A ``gc.collect()`` before each run,
+   untimed, so neither pays for the other's garbage.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import random
 import statistics
@@ -57,14 +70,17 @@ from zoneinfo import ZoneInfo
 import holidays
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy import text
+from sqlalchemy import select, text
 
 from patron.db import unit_of_work
 from patron.kit.repository import insert_rows, table_of
 from patron.stores.service import stores
 from patron.support import settings as support_settings
+from patron.support.clock import retime, sla_view
+from patron.support.insights import _Row, insights
 from patron.support.models import Priority, Ticket, TicketChannel, TicketEvent, TicketStatus
-from patron.support.service import run_sla_check
+from patron.support.schemas import SlaReportOut
+from patron.support.service import PRIORITY_ORDER, run_sla_check
 from patron.support.sla import BusinessCalendar, add_business_time, business_time
 
 VENV = Path(__file__).parent / ".venv-businesstimedelta"
@@ -302,6 +318,7 @@ PRIORITY_MIX = (
     (Priority.high, 0.2),
     (Priority.urgent, 0.05),
 )
+DONE_STATUSES = (TicketStatus.resolved, TicketStatus.closed)
 SETTINGS = {
     "hours": {
         "timezone": TIMEZONE,
@@ -474,6 +491,181 @@ def bench_job(args: argparse.Namespace) -> None:
     console.print(table)
 
 
+def year_rows(
+    store_id: int, cal: BusinessCalendar, config: Any, m: int, now: datetime, seed: int
+) -> list[dict[str, Any]]:
+    """A year of tickets, mostly done, re-timed (``clock.retime``) as the service does."""
+    rng = random.Random(seed)
+    columns = [c.key for c in Ticket.__table__.columns if c.key != "id"]
+    rows = []
+    for i in range(m):
+        created = now - timedelta(seconds=rng.randrange(365 * 86_400))
+        channel, priority = pick(rng, CHANNEL_MIX), pick(rng, PRIORITY_MIX)
+        target = config.target(channel, priority)
+        t = Ticket(
+            store_id=store_id,
+            channel=channel,
+            subject=f"bench ticket {i}",
+            status=TicketStatus.open,
+            priority=priority,
+            source="api",
+            source_ref=f"bench:{i}",
+            created_at=created,
+            updated_at=created,
+            first_response_target_s=target.first_response,
+            resolution_target_s=target.resolution,
+            pauses=[],
+            escalation_level=0,
+            opportunistic=False,
+        )
+        for name in ("customer_id", "requester", "category", "order_external_id"):
+            setattr(t, name, None)
+        active = now - created < timedelta(days=14) and rng.random() < 0.5
+        if active:
+            t.status = pick(rng, STATUS_MIX)
+            if t.status != TicketStatus.new and rng.random() < 0.6:
+                t.first_responded_at = created + (now - created) * rng.random() * 0.5
+            if t.status == TicketStatus.pending:
+                start = created + (now - created) * (0.5 + 0.5 * rng.random())
+                t.pauses = [[start.isoformat(), None]]
+        else:
+            responded = created + timedelta(seconds=rng.expovariate(1 / (8 * 3600)))
+            resolved = responded + timedelta(seconds=rng.expovariate(1 / (40 * 3600)))
+            t.first_responded_at = responded
+            pauses: list[list[str | None]] = []
+            if rng.random() < 1 / 3:
+                start = responded + (resolved - responded) * rng.random() * 0.5
+                end = start + timedelta(seconds=rng.expovariate(1 / (20 * 3600)))
+                resolved = max(resolved, end) + timedelta(hours=1)
+                pauses.append([start.isoformat(), end.isoformat()])
+            if resolved >= now:
+                resolved = now - timedelta(minutes=1)
+                responded = min(responded, resolved)
+                t.first_responded_at = responded
+                pauses = []
+            retime(t, cal)  # the due instants, as while it was open
+            pauses.append([resolved.isoformat(), None])  # resolution pauses the clocks
+            t.pauses = pauses
+            t.resolved_at = resolved
+            t.status = TicketStatus.resolved
+            if rng.random() < 0.6:
+                t.status, t.closed_at = TicketStatus.closed, resolved + timedelta(days=2)
+            t.updated_at = t.closed_at or resolved
+        retime(t, cal)
+        rows.append({c: getattr(t, c) for c in columns})
+    return rows
+
+
+def old_report(
+    session: Any, store: Any, since: datetime, until: datetime, now: datetime
+) -> SlaReportOut:
+    """The report as computed before the clocks' outcomes were stored: ``sla_view`` of
+    every ticket opened in the window (ORM, by id batches of 500), and of the active ones
+    for the breaches open now."""
+    config = support_settings.load(session, store)
+    cal = config.calendar()
+    acc: dict[tuple[str, str], _Row] = {}
+    total = _Row()
+    for done in (False, True):
+        after = 0
+        while True:
+            query = select(Ticket).where(Ticket.store_id == store.id, Ticket.id > after)
+            if done:
+                query = query.where(Ticket.status.not_in(DONE_STATUSES))
+            else:
+                query = query.where(Ticket.created_at >= since, Ticket.created_at < until)
+            batch = session.scalars(query.order_by(Ticket.id).limit(500)).all()
+            if not batch:
+                break
+            after = batch[-1].id
+            for t in batch:
+                view = sla_view(cal, t, now, config.warn_at)
+                key = (t.channel.value, t.priority.value)
+                if not done:
+                    for row in (acc.setdefault(key, _Row()), total):
+                        row.add(view)
+                elif (
+                    view.first_response.state == "breached" and view.first_response.done_at is None
+                ) or view.resolution.state == "breached":
+                    for row in (acc.setdefault(key, _Row()), total):
+                        row.breaches_open += 1
+    order = {c.value: i for i, c in enumerate(TicketChannel)}
+    prio = {p.value: i for i, p in enumerate(PRIORITY_ORDER)}
+    rows = [
+        acc[key].out(*key)
+        for key in sorted(acc, key=lambda k: (order.get(k[0], 99), prio.get(k[1], 99)))
+    ]
+    return SlaReportOut(since=since, until=until, rows=rows, total=total.out("all", "all"))
+
+
+def bench_report(args: argparse.Namespace) -> None:
+    from bench.ingest import Database  # a throw-away PostgreSQL database, dropped after
+
+    now = datetime(2026, 11, 26, 10, 30, tzinfo=ZONE).astimezone(UTC)  # a Thursday
+    since = now - timedelta(days=365)
+    db = Database("postgresql", Path(tempfile.gettempdir()))
+    try:
+        slug, _ = db.new_store()
+        with unit_of_work(db.engine) as session:
+            store = stores.get(session, slug)
+            config, _ = support_settings.apply(session, store, SETTINGS)
+            started = time.perf_counter()
+            rows = year_rows(store.id, config.calendar(), config, args.tickets, now, args.seed)
+            insert_rows(session, table_of(Ticket), rows)
+        active = sum(r["status"] not in DONE_STATUSES for r in rows)
+        console.print(
+            f"{len(rows):,} tickets over a year ({active:,} still open) written in "
+            f"{time.perf_counter() - started:.1f} s"
+        )
+        with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(text("VACUUM ANALYZE support_tickets"))
+
+        def timed(fn: Callable[..., SlaReportOut]) -> tuple[SlaReportOut, float]:
+            # Untimed: the garbage of the previous run (ORM objects, cycles) is not this
+            # run's to collect.
+            gc.collect()
+            started = time.perf_counter()
+            with unit_of_work(db.engine) as session:
+                out = fn(session, stores.get(session, slug), since, now, now)
+            return out, time.perf_counter() - started
+
+        def new_report(session: Any, store: Any, a: datetime, b: datetime, c: datetime) -> Any:
+            return insights.report(session, store, a, b, now=c)
+
+        times: dict[str, list[float]] = {"report": [], "per-ticket": []}
+        outs: dict[str, SlaReportOut] = {}
+        for rep in range(args.repeats):
+            for label, fn in (("report", new_report), ("per-ticket", old_report)):
+                outs[label], seconds = timed(fn)
+                times[label].append(seconds)
+            console.print(
+                f"run {rep + 1}: report {times['report'][-1] * 1000:.0f} ms, "
+                f"per-ticket {times['per-ticket'][-1] * 1000:.0f} ms"
+            )
+        same = outs["report"].model_dump() == outs["per-ticket"].model_dump()
+    finally:
+        db.close()
+    total = outs["report"].total
+    table = Table(
+        title=(
+            f"insights.report over a year, {len(rows):,} tickets ({active:,} open), "
+            f"PostgreSQL, median of {args.repeats}"
+        ),
+        caption=f"one unit of work, settings read included; outputs equal: {same}",
+    )
+    for col in ("computation", "ms", "tickets/s"):
+        table.add_column(col, justify="left" if col == "computation" else "right")
+    for label in ("report", "per-ticket"):
+        seconds = statistics.median(times[label])
+        table.add_row(label, f"{seconds * 1000:.0f}", f"{total.tickets / seconds:,.0f}")
+    console.print(table)
+    console.print(
+        f"total: {total.tickets:,} tickets, first response met {total.first_response_met_pct}"
+        f" %, resolution met {total.resolution_met_pct} %, {total.breaches_open} breaches open"
+    )
+    assert same, "the report differs from the per-ticket computation"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -486,12 +678,16 @@ def main() -> None:
     parser.add_argument("--no-peer", action="store_true", help="skip businesstimedelta")
     parser.add_argument("--no-job", action="store_true", help="skip the SLA job")
     parser.add_argument("--no-arithmetic", action="store_true", help="only the SLA job")
+    parser.add_argument("--no-report", action="store_true", help="skip the attainment report")
+    parser.add_argument("--report-only", action="store_true", help="only the attainment report")
     args = parser.parse_args()
     steps: list[Callable[[argparse.Namespace], None]] = []
-    if not args.no_arithmetic:
+    if not args.no_arithmetic and not args.report_only:
         steps.append(bench_arithmetic)
-    if not args.no_job:
+    if not args.no_job and not args.report_only:
         steps.append(bench_job)
+    if not args.no_report:
+        steps.append(bench_report)
     for step in steps:
         step(args)
 

@@ -210,6 +210,8 @@ def upgrade() -> None:
         sa.Column("first_responded_at", patron.db.UTCDateTime(timezone=True), nullable=True),
         sa.Column("resolved_at", patron.db.UTCDateTime(timezone=True), nullable=True),
         sa.Column("closed_at", patron.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("first_response_business_s", sa.BigInteger(), nullable=True),
+        sa.Column("resolution_business_s", sa.BigInteger(), nullable=True),
         sa.Column("warned_at", patron.db.UTCDateTime(timezone=True), nullable=True),
         sa.Column("escalation_level", sa.SmallInteger(), nullable=False),
         sa.Column("escalated_at", patron.db.UTCDateTime(timezone=True), nullable=True),

@@ -5,13 +5,16 @@ customer value analysis; closing the loop on unhappy answers."""
 from __future__ import annotations
 
 import random
+from bisect import bisect_right
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, event, select, update
 
 from patron.analytics.models import CustomerScore
 from patron.auth import Scope
@@ -162,6 +165,22 @@ def local_month(when: datetime) -> str:
     return when.astimezone(zone("Asia/Shanghai")).strftime("%Y-%m")
 
 
+@contextmanager
+def answer_reads(engine: Engine) -> Iterator[list[str]]:
+    """The SQL statements that read ``survey_answers`` while in the block."""
+    seen: list[str] = []
+
+    def listen(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if "survey_answers" in statement:
+            seen.append(statement)
+
+    event.listen(engine, "before_cursor_execute", listen)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", listen)
+
+
 def test_scores_by_channel_tier_segment_and_period_equal_the_domain(
     client: TestClient, engine: Engine, store: Store
 ) -> None:
@@ -176,6 +195,7 @@ def test_scores_by_channel_tier_segment_and_period_equal_the_domain(
     create_survey(engine, store, "other", recontact_days=0, definition=optional_ces)
     groups: dict[str, dict[Any, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
     everything: list[dict[str, Any]] = []
+    whens: list[datetime] = []
     for i in range(48):
         cid = add_customer(engine, store, f"C-{i}")
         tier, segment, channel = TIERS[i % 2], SEGMENTS[i % 3], CHANNELS[(i // 2) % 3]
@@ -195,6 +215,7 @@ def test_scores_by_channel_tier_segment_and_period_equal_the_domain(
             answers["ces"] = rng.randint(1, 7)
         submit(engine, tok, answers, now=when)
         everything.append(answers)
+        whens.append(when)
         for by, k in (
             ("channel", channel),
             ("tier", tier),
@@ -208,11 +229,26 @@ def test_scores_by_channel_tier_segment_and_period_equal_the_domain(
         with unit_of_work(engine) as session:
             return scores.report(session, session.merge(store), **kw)
 
-    overall = report()
+    # Weeks (Monday to Sunday, store time), bucketed here by the same bounds.
+    labels, edges = period_edges("week", min(whens), max(whens), "Asia/Shanghai")
+    for when, answers in zip(whens, everything, strict=True):
+        groups["week"][labels[bisect_right(edges, when) - 1]].append(answers)
+    with answer_reads(engine) as seen:
+        overall = report()
+    assert len(seen) == 1  # overall and trend: the answers are read once
     assert overall.responses == 48
     check(overall.overall, everything)
-    for by in ("channel", "tier", "segment", "month", "survey"):
-        out = report(by=by)
+    for by in ("channel", "tier", "segment", "month", "survey", "week"):
+        with answer_reads(engine) as seen:
+            out = report(by=by)
+        assert len(seen) == 1, by  # overall, trend and groups: the answers read once
+        if by == "week":
+            assert [g.key for g in out.groups] == labels  # every week, empty ones too
+            got = {g.key: g for g in out.groups if g.nps.n}
+            assert set(got) == set(groups[by])
+            for k, answers in groups[by].items():
+                check(got[k], answers)
+            continue
         got = {g.key: g for g in out.groups}
         assert set(got) == {k if k is None else str(k) for k in groups[by]}, by
         for k, answers in groups[by].items():
@@ -231,6 +267,7 @@ def test_scores_by_channel_tier_segment_and_period_equal_the_domain(
     check(only.overall, expected)
     weeks = report(by="week")
     assert sum(g.nps.n for g in weeks.groups) == 48
+    assert [g.model_dump() for g in weeks.trend] == [g.model_dump() for g in trend]
     # The API answers the same.
     read = key_headers(engine, store, Scope.read)
     res = client.get("/v1/feedback/scores", params={"by": "tier"}, headers=read)
@@ -330,8 +367,10 @@ def test_value_analysis_equals_the_domain(client: TestClient, engine: Engine, st
         raw.append(answers)
     want = domain.value_analysis([a for r in raw for a in domain.validate_answers(definition, r)])
     read = key_headers(engine, store, Scope.read)
-    res = client.get("/v1/feedback/value-analysis", params={"survey": "value"}, headers=read)
+    with answer_reads(engine) as seen:
+        res = client.get("/v1/feedback/value-analysis", params={"survey": "value"}, headers=read)
     assert res.status_code == 200, res.text
+    assert len(seen) == 1  # importance and every party's ratings: the answers read once
     got = res.json()
     assert got["n"] == want.n and got["competitors"] == want.competitors
     assert got["ranking"] == want.ranking

@@ -461,11 +461,23 @@ def _scope(
 
 def period_case(edges: Sequence[datetime]) -> ColumnElement[Any]:
     """The index of the period [edges[i], edges[i+1]) a response falls in (periods of the
-    store's calendar, computed in Python, so both databases bucket alike)."""
-    whens = [
-        (SurveyResponse.submitted_at < edges[i + 1], literal(i)) for i in range(len(edges) - 1)
-    ]
-    return case(*whens, else_=literal(-1)) if whens else literal(-1)
+    store's calendar, computed in Python, so both databases bucket alike): the first i
+    with ``submitted_at < edges[i + 1]``, -1 after the last (or for no periods).
+
+    A balanced tree of CASEs (a binary search, ~log2 periods comparisons a row) rather
+    than one CASE of every bound, since it is evaluated on every answer."""
+    bounds = list(edges[1:])
+    last = len(bounds)  # "after every bound": -1
+
+    def node(lo: int, hi: int) -> ColumnElement[Any]:
+        if lo == hi:
+            return literal(lo if lo < last else -1)
+        mid = (lo + hi) // 2
+        return case(
+            (SurveyResponse.submitted_at < bounds[mid], node(lo, mid)), else_=node(mid + 1, hi)
+        )
+
+    return node(0, last)
 
 
 def group_column(by: str | None, edges: Sequence[datetime] | None = None) -> Any:
@@ -482,44 +494,64 @@ def group_column(by: str | None, edges: Sequence[datetime] | None = None) -> Any
     return literal("all")
 
 
-def time_range(
+def response_summary(
     session: Session,
     store_id: int,
-    survey_key: str | None,
-    since: datetime | None,
-    until: datetime | None,
-) -> tuple[datetime | None, datetime | None]:
-    """First and last submission of the responses in scope."""
-    row = session.execute(
-        select(func.min(SurveyResponse.submitted_at), func.max(SurveyResponse.submitted_at)).where(
-            *_responses_in_scope(store_id, survey_key, since, until)
-        )
-    ).one()
-    return aware_instant(row[0]), aware_instant(row[1])
-
-
-def value_counts(
-    session: Session,
-    store_id: int,
-    question_type: str,
-    group: ColumnElement[Any],
     *,
     survey_key: str | None,
     since: datetime | None,
     until: datetime | None,
-) -> list[tuple[Any, float, int]]:
-    """(group, value, count) of one question type's answers."""
+) -> tuple[int, datetime | None, datetime | None]:
+    """The number of responses in scope, their first and last submission."""
+    row = session.execute(
+        select(
+            func.count(SurveyResponse.id),
+            func.min(SurveyResponse.submitted_at),
+            func.max(SurveyResponse.submitted_at),
+        ).where(*_responses_in_scope(store_id, survey_key, since, until))
+    ).one()
+    return int(row[0] or 0), aware_instant(row[1]), aware_instant(row[2])
+
+
+SCORE_TYPES = ("nps", "csat", "ces")
+
+
+def score_counts(
+    session: Session,
+    store_id: int,
+    period: ColumnElement[Any],
+    group: ColumnElement[Any] | None,
+    *,
+    survey_key: str | None,
+    since: datetime | None,
+    until: datetime | None,
+) -> list[tuple[Any, Any, str, float, int]]:
+    """(period, group, question type, value, count) of the NPS, CSAT and CES answers in
+    scope, at the finest grain: a single read of the answers serves the overall scores,
+    the trend and the groups, rolled up by the caller (a few thousand rows at most).
+    ``group`` None: no grouping column (None in the rows)."""
+    columns: list[ColumnElement[Any]] = [period.label("p")]
+    keys: list[ColumnElement[Any]] = [period]
+    if group is not None:
+        columns.append(group.label("g"))
+        keys.append(group)
     rows = session.execute(
-        select(group.label("g"), SurveyAnswer.value, func.count(SurveyAnswer.id))
+        select(
+            *columns, SurveyAnswer.question_type, SurveyAnswer.value, func.count(SurveyAnswer.id)
+        )
         .join(SurveyResponse, SurveyResponse.id == SurveyAnswer.response_id)
         .where(
             *_scope(store_id, survey_key, since, until),
-            SurveyAnswer.question_type == question_type,
+            SurveyAnswer.question_type.in_(SCORE_TYPES),
             SurveyAnswer.value.is_not(None),
         )
-        .group_by(group, SurveyAnswer.value)
+        .group_by(*keys, SurveyAnswer.question_type, SurveyAnswer.value)
     )
-    return [(g, float(v), int(n)) for g, v, n in rows]
+    out: list[tuple[Any, Any, str, float, int]] = []
+    for row in rows:
+        p, *g, t, v, n = tuple(row)
+        out.append((p, g[0] if g else None, str(t), float(v), int(n)))
+    return out
 
 
 def pair_counts(
@@ -551,86 +583,67 @@ def pair_counts(
     return [(str(a), int(e or 0), int(x or 0), int(n)) for a, e, x, n in rows]
 
 
-def comparison_importance(
-    session: Session,
-    store_id: int,
-    *,
-    survey_key: str | None,
-    since: datetime | None,
-    until: datetime | None,
-) -> dict[str, tuple[int, int, int]]:
-    """attribute -> (answers, Σ importance, importances given) of comparison answers."""
-    rows = session.execute(
-        select(
-            SurveyAnswer.attribute,
-            func.count(SurveyAnswer.id),
-            func.sum(SurveyAnswer.importance),
-            func.count(SurveyAnswer.importance),
-        )
-        .join(SurveyResponse, SurveyResponse.id == SurveyAnswer.response_id)
-        .where(
-            *_scope(store_id, survey_key, since, until),
-            SurveyAnswer.question_type == "comparison",
-            SurveyAnswer.attribute.is_not(None),
-        )
-        .group_by(SurveyAnswer.attribute)
-    )
-    return {str(a): (int(n), int(s or 0), int(k or 0)) for a, n, s, k in rows}
-
-
 def party_key(party: str) -> str:
     """The key of a party's rating in a comparison answer's ``data['k']``: a hash, so any
     competitor name (quotes, dots, CJK) is a safe JSON path step on both databases."""
     return "p" + hashlib.sha256(party.encode()).hexdigest()[:16]
 
 
-def party_stats(
+def comparison_stats(
     session: Session,
     store_id: int,
-    party: str,
+    parties: Sequence[str],
     *,
     survey_key: str | None,
     since: datetime | None,
     until: datetime | None,
-) -> dict[str, tuple[int, int, int, int]]:
-    """attribute -> (n, Σ rating, Σ (us − rating), Σ (us − rating)²) of one party's
-    ratings in comparison answers: what a mean and a paired difference need."""
-    rating = SurveyAnswer.data[("k", party_key(party))].as_integer()
-    us = SurveyAnswer.data[("k", party_key("us"))].as_integer()
-    diff = us - rating
-    rows = session.execute(
+) -> tuple[dict[str, tuple[int, int, int]], dict[str, dict[str, tuple[int, int, int, int]]]]:
+    """The sums of the comparison answers in scope, in one read of the answers.
+
+    attribute -> (answers, Σ importance, importances given); and party -> attribute ->
+    (n, Σ rating, Σ (us − rating), Σ (us − rating)²) over the answers rating both us and
+    the party: what a mean and a paired difference need (a party without ratings of an
+    attribute: n = 0). ``parties`` starts with us.
+
+    The ratings are read out of ``data`` once a row, in a subquery materialised on
+    PostgreSQL (inlined, each aggregate would extract them again)."""
+    inner = (
         select(
-            SurveyAnswer.attribute,
-            func.count(rating),
-            func.sum(rating),
-            func.sum(diff),
-            func.sum(diff * diff),
+            SurveyAnswer.attribute.label("attribute"),
+            SurveyAnswer.importance.label("importance"),
+            *(
+                SurveyAnswer.data[("k", party_key(p))].as_integer().label(f"r{i}")
+                for i, p in enumerate(parties)
+            ),
         )
         .join(SurveyResponse, SurveyResponse.id == SurveyAnswer.response_id)
         .where(
             *_scope(store_id, survey_key, since, until),
             SurveyAnswer.question_type == "comparison",
             SurveyAnswer.attribute.is_not(None),
-            rating.is_not(None),
-            us.is_not(None),
         )
-        .group_by(SurveyAnswer.attribute)
+        .cte("comparisons")
+        .prefix_with("MATERIALIZED", dialect="postgresql")
     )
-    return {
-        str(a): (int(n or 0), int(s or 0), int(d or 0), int(d2 or 0)) for a, n, s, d, d2 in rows
-    }
-
-
-def response_count(
-    session: Session,
-    store_id: int,
-    *,
-    survey_key: str | None,
-    since: datetime | None,
-    until: datetime | None,
-) -> int:
-    where = _responses_in_scope(store_id, survey_key, since, until)
-    return int(session.scalar(select(func.count(SurveyResponse.id)).where(*where)) or 0)
+    us = inner.c.r0
+    aggregates: list[ColumnElement[Any]] = [
+        func.count(),
+        func.sum(inner.c.importance),
+        func.count(inner.c.importance),
+    ]
+    for i in range(len(parties)):
+        rating = case((us.is_not(None), inner.c[f"r{i}"]))  # rated along with us
+        diff = us - rating
+        aggregates += [func.count(rating), func.sum(rating), func.sum(diff), func.sum(diff * diff)]
+    rows = session.execute(select(inner.c.attribute, *aggregates).group_by(inner.c.attribute))
+    importance: dict[str, tuple[int, int, int]] = {}
+    sums: dict[str, dict[str, tuple[int, int, int, int]]] = {p: {} for p in parties}
+    for attribute, n, total, given, *stats in rows:
+        importance[str(attribute)] = (int(n), int(total or 0), int(given or 0))
+        for i, party in enumerate(parties):
+            k, s, d, d2 = stats[4 * i : 4 * i + 4]
+            sums[party][str(attribute)] = (int(k or 0), int(s or 0), int(d or 0), int(d2 or 0))
+    return importance, sums
 
 
 # -- reviews ------------------------------------------------------------------------------

@@ -203,6 +203,29 @@ def _definitions(
     return out
 
 
+def _score_groups(
+    counts: Mapping[str, Mapping[Any, Mapping[float, int]]], labels: Sequence[str] | None
+) -> list[ScoreGroup]:
+    """A score set per group from kind -> group -> value -> count: every label in
+    order (periods), else the groups found, by name, None last."""
+    if labels is not None:
+        keys: list[Any] = list(labels)
+    else:
+        found = {k for per in counts.values() for k in per}
+        keys = sorted(found, key=lambda k: (k is None, str(k)))
+    return [
+        ScoreGroup(
+            key=None if k is None else str(k),
+            **_score_set(
+                counts.get("nps", {}).get(k, {}),
+                counts.get("csat", {}).get(k, {}),
+                counts.get("ces", {}).get(k, {}),
+            ).model_dump(),
+        )
+        for k in keys
+    ]
+
+
 def _window(since: datetime | None, until: datetime | None) -> None:
     if since is not None and until is not None and since >= until:
         raise Invalid("since: must be before `until`")
@@ -225,55 +248,62 @@ class ScoreService:
             raise Invalid(f"by: one of {', '.join(BY_VALUES)}")
         _window(since, until)
         scope: dict[str, Any] = {"survey_key": survey_key, "since": since, "until": until}
-        overall = self._grouped(session, store, None, scope)
-        groups = self._grouped(session, store, by, scope) if by is not None else []
-        trend = groups if by == "month" else self._grouped(session, store, "month", scope)
+        responses, first, last = repo.response_summary(session, store.id, **scope)
+        overall: list[ScoreGroup] = []
+        groups: list[ScoreGroup] = []
+        trend: list[ScoreGroup] = []
+        if first is not None and last is not None:  # else no answers either
+            overall, groups, trend = self._grouped(session, store, by, scope, first, last)
         return ScoresOut(
             survey_key=survey_key,
             since=since,
             until=until,
             by=by,
-            responses=repo.response_count(session, store.id, **scope),
+            responses=responses,
             overall=overall[0] if overall else _score_set({}, {}, {}),
             groups=groups,
             trend=trend,
         )
 
     def _grouped(
-        self, session: Session, store: Store, by: str | None, scope: dict[str, Any]
-    ) -> list[ScoreGroup]:
+        self,
+        session: Session,
+        store: Store,
+        by: str | None,
+        scope: dict[str, Any],
+        first: datetime,
+        last: datetime,
+    ) -> tuple[list[ScoreGroup], list[ScoreGroup], list[ScoreGroup]]:
+        """The overall row, the ``by`` groups and the monthly trend from one query at the
+        finest grain (month × group × question type × value), rolled up here."""
+        months, month_edges = period_edges("month", first, last, store.timezone)
         labels: list[str] = []
-        edges: list[datetime] = []
-        if by in ("month", "week"):
-            first, last = repo.time_range(session, store.id, **scope)
-            if first is None or last is None:
-                return []
-            labels, edges = period_edges(by, first, last, store.timezone)  # type: ignore[arg-type]
-        group = repo.group_column(by, edges)
-        counts: dict[str, dict[Any, Counter[float]]] = {}
-        for kind in ("nps", "csat", "ces"):
-            per: dict[Any, Counter[float]] = {}
-            for g, value, n in repo.value_counts(session, store.id, kind, group, **scope):
-                if labels:
-                    if not 0 <= int(g) < len(labels):
-                        continue
-                    g = labels[int(g)]
-                per.setdefault(g, Counter())[value] += n
-            counts[kind] = per
-        if labels:
-            keys: list[Any] = list(labels)
-        else:
-            found = {k for per in counts.values() for k in per}
-            keys = sorted(found, key=lambda k: (k is None, str(k)))
-        return [
-            ScoreGroup(
-                key=None if k is None else str(k),
-                **_score_set(
-                    counts["nps"].get(k, {}), counts["csat"].get(k, {}), counts["ces"].get(k, {})
-                ).model_dump(),
-            )
-            for k in keys
-        ]
+        group: Any = None
+        if by == "week":
+            labels, edges = period_edges("week", first, last, store.timezone)
+            group = repo.group_column(by, edges)
+        elif by is not None and by != "month":
+            group = repo.group_column(by)
+        rows = repo.score_counts(session, store.id, repo.period_case(month_edges), group, **scope)
+        totals: dict[str, Counter[float]] = {}
+        per_month: dict[str, dict[Any, Counter[float]]] = {k: {} for k in repo.SCORE_TYPES}
+        per_group: dict[str, dict[Any, Counter[float]]] = {k: {} for k in repo.SCORE_TYPES}
+        for p, g, kind, value, n in rows:
+            totals.setdefault(kind, Counter())[value] += n
+            if 0 <= int(p) < len(months):
+                per_month[kind].setdefault(months[int(p)], Counter())[value] += n
+            if labels:
+                if not 0 <= int(g) < len(labels):
+                    continue
+                g = labels[int(g)]
+            per_group[kind].setdefault(g, Counter())[value] += n
+        overall = {kind: {"all": c} for kind, c in totals.items()}
+        trend = _score_groups(per_month, months)
+        if by is None:
+            return _score_groups(overall, None), [], trend
+        if by == "month":
+            return _score_groups(overall, None), trend, trend
+        return _score_groups(overall, None), _score_groups(per_group, labels or None), trend
 
     # -- expectation vs experience --------------------------------------------------------
 
@@ -409,11 +439,11 @@ class ScoreService:
                     if q.attribute not in order:
                         order.append(q.attribute)
                     named.extend(c for c in q.competitors if c not in named)
-        importance = repo.comparison_importance(session, store.id, **scope)
-        sums = {party: repo.party_stats(session, store.id, party, **scope) for party in [US]}
+        importance, stats = repo.comparison_stats(session, store.id, [US, *named], **scope)
+        sums = {US: stats[US]}
         competitors = []
         for name in named:
-            found = repo.party_stats(session, store.id, name, **scope)
+            found = stats[name]
             if any(n for n, *_ in found.values()):
                 sums[name] = found
                 competitors.append(name)

@@ -12,7 +12,10 @@ the store's business hours (``sla.py``), minus the ticket's ``pauses``:
 
 The due instants are recomputed from the targets and the pauses on every change (None
 while paused); once a clock is done (first reply; resolution) its due instant is kept.
-A clock is *met* when the business time used by then is within its target.
+A clock is *met* when the business time used by then is within its target. When a clock
+is done, ``retime`` also stores that business time on the ticket
+(``first_response_business_s``, ``resolution_business_s``; None while it runs), so the
+attainment report counts done clocks in SQL instead of recomputing every ticket.
 """
 
 from __future__ import annotations
@@ -69,10 +72,17 @@ def close_pause(ticket: Ticket, now: datetime) -> timedelta:
 
 def retime(ticket: Ticket, cal: BusinessCalendar) -> None:
     """Recompute the due instants of the clocks still running from the targets and the
-    pauses (None while an open pause stops the clock)."""
+    pauses (None while an open pause stops the clock), and store the outcome of each
+    clock: the business seconds it used once done (``used_s`` of ``clock``), None while
+    it runs (a reopened ticket's resolution goes back to None)."""
+    pauses = pauses_of(ticket)
+    first, resolution = first_done(ticket), _resolution_done(ticket)
+    ticket.first_response_business_s = None if first is None else _used(cal, ticket, first, pauses)
+    ticket.resolution_business_s = (
+        None if resolution is None else _used(cal, ticket, resolution, pauses)
+    )
     if ticket.status in DONE:
         return
-    pauses = pauses_of(ticket)
     if ticket.first_responded_at is None:
         ticket.first_response_due_at = add_business_time(
             cal, ticket.created_at, timedelta(seconds=ticket.first_response_target_s), pauses
@@ -91,6 +101,11 @@ def _resolution_done(ticket: Ticket) -> datetime | None:
     if ticket.status not in DONE:
         return None
     return ticket.resolved_at or ticket.closed_at
+
+
+def _used(cal: BusinessCalendar, ticket: Ticket, end: datetime, pauses: Sequence[Pause]) -> int:
+    """Whole business seconds from the ticket's opening to ``end``, minus pauses."""
+    return int(business_time(cal, ticket.created_at, end, pauses).total_seconds())
 
 
 def clock(
@@ -115,8 +130,7 @@ def clock(
             ticket.resolution_due_at,
             _resolution_done(ticket),
         )
-    end = done if done is not None else max(now, ticket.created_at)
-    used = int(business_time(cal, ticket.created_at, end, pauses).total_seconds())
+    used = _used(cal, ticket, done if done is not None else max(now, ticket.created_at), pauses)
     state: ClockState
     if done is not None:
         state = "met" if used <= target else "breached"

@@ -68,7 +68,8 @@ class InsightService:
         """SLA attainment of the tickets opened in [since, until), by channel × priority:
         clocks met and breached (running clocks not breached yet are not counted), the
         business hours to the first response and to the resolution, and the tickets of
-        each row open and breached now (whenever they were opened)."""
+        each row open and breached now (whenever they were opened). Done tickets are read
+        from their clocks' stored outcomes; only active tickets are computed as of now."""
         now = as_utc_or_now(now)
         until = now if until is None else as_utc(until)
         since = None if since is None else as_utc(since)
@@ -78,24 +79,51 @@ class InsightService:
         cal = config.calendar()
         acc: dict[tuple[str, str], _Row] = {}
         total = _Row()
+
+        def rows_of(channel: str, priority: str) -> tuple[_Row, _Row]:
+            return acc.setdefault((channel, priority), _Row()), total
+
+        # Done tickets: their clocks' outcomes are stored (``clock.retime``); counted in
+        # SQL, the hours read as two integers a ticket.
+        for counts in repo.done_clock_counts(session, store.id, since, until):
+            for row in rows_of(counts.channel, counts.priority):
+                row.add_counts(counts)
+        hours: dict[tuple[str, str], tuple[list[float], list[float]]] = {}
+        for channel, priority, first_s, resolution_s in repo.done_clock_seconds(
+            session, store.id, since, until
+        ):
+            first_h, resolution_h = hours.setdefault((channel, priority), ([], []))
+            first_h.append(first_s / 3600)
+            resolution_h.append(resolution_s / 3600)
+        for (channel, priority), (first_h, resolution_h) in hours.items():
+            for row in rows_of(channel, priority):
+                row.first_hours.extend(first_h)
+                row.resolution_hours.extend(resolution_h)
+        # Done tickets written without their outcomes (none through the service).
         after = 0
-        while batch := repo.tickets_created(session, store.id, since, until, after, BATCH):
+        while batch := repo.unstored_done_tickets(session, store.id, since, until, after, BATCH):
             after = batch[-1].id
             for t in batch:
                 view = sla_view(cal, t, now, config.warn_at)
-                for row in (acc.setdefault((t.channel.value, t.priority.value), _Row()), total):
+                for row in rows_of(t.channel.value, t.priority.value):
                     row.add(view)
+        # Active tickets, the only ones with a running clock: computed as of now, for
+        # the window's rows and for the breaches open now (whenever they were opened).
         after = 0
         while batch := repo.active_tickets(session, store.id, after, BATCH):
             after = batch[-1].id
             for t in batch:
                 view = sla_view(cal, t, now, config.warn_at)
+                created = as_utc(t.created_at)
+                if created < until and (since is None or created >= since):
+                    for row in rows_of(t.channel.value, t.priority.value):
+                        row.add(view)
                 first, resolution = view.first_response, view.resolution
                 # As ``breached=true`` lists: a running clock past its due instant.
                 if (first.state == "breached" and first.done_at is None) or (
                     resolution.state == "breached"
                 ):
-                    for row in (acc.setdefault((t.channel.value, t.priority.value), _Row()), total):
+                    for row in rows_of(t.channel.value, t.priority.value):
                         row.breaches_open += 1
         order = {c.value: i for i, c in enumerate(TicketChannel)}
         prio = {p.value: i for i, p in enumerate(PRIORITY_ORDER)}
@@ -244,6 +272,13 @@ class _Row:
                 counts[c.state] += 1
             if c.done_at is not None:
                 hours.append(c.used_s / 3600)
+
+    def add_counts(self, counts: repo.DoneCounts) -> None:
+        self.tickets += counts.tickets
+        self.first["met"] += counts.first_met
+        self.first["breached"] += counts.first_breached
+        self.resolution["met"] += counts.resolution_met
+        self.resolution["breached"] += counts.resolution_breached
 
     def out(self, channel: str, priority: str) -> ReportRow:
         return ReportRow(

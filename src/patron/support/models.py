@@ -109,6 +109,10 @@ class Ticket(Base):
     first_responded_at: Mapped[datetime | None]
     resolved_at: Mapped[datetime | None]
     closed_at: Mapped[datetime | None]
+    # The outcome of each clock once it is done (``clock.retime``): the business seconds
+    # from ``created_at`` to its done instant, minus pauses; None while it runs.
+    first_response_business_s: Mapped[int | None] = mapped_column(BigInteger)
+    resolution_business_s: Mapped[int | None] = mapped_column(BigInteger)
     warned_at: Mapped[datetime | None]  # breach warning raised
     escalation_level: Mapped[int] = mapped_column(SmallInteger, default=0)
     escalated_at: Mapped[datetime | None]
