@@ -26,6 +26,8 @@ TOKEN_ROUTES = {
     "/s/{store_slug}/{token}",
     "/v1/survey-links/{token}",
     "/v1/survey-links/{token}/response",
+    "/c/{store_slug}/{token}",  # double opt-in confirmation
+    "/u/{store_slug}/{token}",  # unsubscribe and preferences
 }
 
 

@@ -16,6 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from patron import __version__, errors
 from patron.analytics.endpoints import router as analytics_router
+from patron.campaigns.endpoints import router as campaigns_router
 from patron.customers.endpoints import router as customers_router
 from patron.db import default_engine, session_factory
 from patron.feedback.endpoints import router as feedback_router
@@ -126,6 +127,7 @@ def create_app(engine: Engine | None = None, *, jobs_interval: float | None = No
     app.include_router(analytics_router)
     app.include_router(support_router)
     app.include_router(feedback_router)
+    app.include_router(campaigns_router)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

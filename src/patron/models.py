@@ -1,6 +1,7 @@
 """Imports every table so that metadata (Alembic, tests) sees the whole schema."""
 
 import patron.analytics.models  # analysis runs, customer scores
+import patron.campaigns.models  # opt-in confirmations, suppressions, privacy audit
 import patron.feedback.models  # surveys, responses, reviews
 import patron.loyalty.models  # the points ledger
 import patron.referrals.models  # referrals, surprise rewards

@@ -17,7 +17,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Annotated, Any
 
-import jinja2
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse
 from starlette.datastructures import FormData
@@ -27,18 +26,13 @@ from patron.errors import PatronError
 from patron.feedback import domain
 from patron.feedback.service import ALREADY_ANSWERED, Link, pick, responses
 from patron.kit.clock import utcnow
+from patron.web.pages import environment
 
 router = APIRouter(include_in_schema=False)
 MAX_FIELDS = 2000
 MAX_VALUE = 20_000  # characters kept from one posted field
 
-ENV = jinja2.Environment(
-    loader=jinja2.PackageLoader("patron.feedback", "templates_html"),
-    autoescape=True,
-    trim_blocks=True,
-    lstrip_blocks=True,
-    undefined=jinja2.StrictUndefined,
-)
+ENV = environment("patron.feedback")
 
 UI: dict[str, dict[str, str]] = {
     "en": {
