@@ -51,10 +51,15 @@ def test_email_needs_double_opt_in(
     assert not may(engine, store, cid, Channel.email)  # pending until confirmed
     assert state(client, admin, "c1")["email"]["confirmed"] is False
 
+    # Opening the link (as a mail scanner would) only asks; the button confirms.
     page = client.get(path_of(body["confirm_url"]) + "?lang=en")
-    assert page.status_code == 200 and "Subscription confirmed" in page.text
-    again = client.get(path_of(body["confirm_url"]))  # the store's language (zh-CN)
+    assert page.status_code == 200 and "Yes, subscribe me" in page.text
+    assert not may(engine, store, cid, Channel.email)
+    done = client.post(path_of(body["confirm_url"]) + "?lang=en")
+    assert done.status_code == 200 and "Subscription confirmed" in done.text
+    again = client.post(path_of(body["confirm_url"]))  # the store's language (zh-CN)
     assert again.status_code == 200 and "已确认" in again.text  # idempotent
+    assert "已确认" in client.get(path_of(body["confirm_url"])).text
     assert may(engine, store, cid, Channel.email)
     email = state(client, admin, "c1")["email"]
     assert email["granted"] and email["confirmed"] and email["may_contact"]
@@ -106,6 +111,7 @@ def test_confirmation_links_refuse_tampering_and_expire(
     assert old.confirm_url is not None
     expired = client.get(path_of(old.confirm_url))
     assert expired.status_code == 410 and "过期" in expired.text
+    assert client.post(path_of(old.confirm_url)).status_code == 410
 
 
 def test_one_click_unsubscribe_and_preferences(
@@ -115,7 +121,7 @@ def test_one_click_unsubscribe_and_preferences(
     url = client.post("/v1/customers/c4/consents/email/opt-in", json={}, headers=admin).json()[
         "confirm_url"
     ]
-    client.get(path_of(url))
+    client.post(path_of(url))
     client.post("/v1/customers/c4/consents/sms/opt-in", json={}, headers=admin)
     headers = client.get(
         "/v1/customers/c4/unsubscribe-headers", params={"channel": "email"}, headers=admin

@@ -249,10 +249,18 @@ class ConsentService:
         )
 
     def confirm(
-        self, session: Session, store_slug: str, token: str, now: datetime | None = None
+        self,
+        session: Session,
+        store_slug: str,
+        token: str,
+        now: datetime | None = None,
+        *,
+        apply: bool = True,
     ) -> tuple[Store, bool]:
         """Confirm a double opt-in. Returns (store, whether it was already confirmed).
-        404 for an unknown or tampered token, 410 for an expired one."""
+        404 for an unknown or tampered token, 410 for an expired one. ``apply=False``
+        checks the link and changes nothing (the page a GET shows: a mail scanner opening
+        the link must not confirm for the customer)."""
         now = now or utcnow()
         match = _CONFIRM.match(token) if len(token) <= 64 else None
         request = repo.request_by_nonce(session, match.group(1)) if match else None
@@ -274,6 +282,8 @@ class ConsentService:
         customer = repo.customer(session, store.id, request.customer_id)
         if customer is None or request.address is None:  # erased meanwhile
             raise NotFound("Unknown confirmation link.")
+        if not apply:
+            return store, False
         request.confirmed_at = now
         self.record(session, store, customer, request.channel, True, "double_opt_in", now)
         self._lift_unsubscribe(session, store, customer, request.channel)

@@ -36,6 +36,9 @@ ENV = environment("patron.campaigns")
 UI: dict[str, dict[str, str]] = {
     "en": {
         "language": "中文",
+        "confirm_title": "Confirm your subscription",
+        "confirm_intro": "Please confirm that you want to receive our emails at this address.",
+        "confirm": "Yes, subscribe me",
         "confirmed_title": "Subscription confirmed",
         "confirmed": "Thank you! You will receive our emails at this address.",
         "already_title": "Already confirmed",
@@ -59,6 +62,9 @@ UI: dict[str, dict[str, str]] = {
     },
     "zh": {
         "language": "English",
+        "confirm_title": "确认订阅",
+        "confirm_intro": "请确认您希望通过此邮箱接收我们的邮件。",
+        "confirm": "确认订阅",
         "confirmed_title": "订阅已确认",
         "confirmed": "谢谢!我们将通过此邮箱与您联系。",
         "already_title": "已确认",
@@ -114,7 +120,24 @@ LangQuery = Annotated[str | None, Query(max_length=8)]
 def confirm_page(
     store_slug: str, token: str, session: SessionDep, lang: LangQuery = None
 ) -> HTMLResponse:
-    """Confirm an email opt-in (idempotent: opening the link again says so)."""
+    """Ask the customer to confirm an e-mail opt-in with a button. Opening the link
+    changes nothing: mail scanners open links, and only the customer may confirm."""
+    try:
+        store, already = consents.confirm(session, store_slug, token, utcnow(), apply=False)
+    except PatronError as exc:
+        known = repo.store_by_slug(session, store_slug)
+        return _failure(exc, _lang(lang, known.locale if known else None))
+    lang = _lang(lang, store.locale)
+    if already:
+        return _message("already", 200, lang, store.name)
+    return _html("confirm.html", 200, lang, store=store.name)
+
+
+@router.post("/c/{store_slug}/{token}", response_class=HTMLResponse)
+def confirm(
+    store_slug: str, token: str, session: SessionDep, lang: LangQuery = None
+) -> HTMLResponse:
+    """Confirm an e-mail opt-in (idempotent: confirming again says so)."""
     try:
         store, already = consents.confirm(session, store_slug, token, utcnow())
     except PatronError as exc:
