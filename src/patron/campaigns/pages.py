@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse
 from sqlalchemy.orm import Session
 from starlette.datastructures import FormData
@@ -25,7 +25,7 @@ from patron.campaigns.consent import UnsubscribeLink, address_of, consents
 from patron.customers.models import Channel
 from patron.errors import PatronError
 from patron.kit.clock import utcnow
-from patron.web.pages import environment
+from patron.web.pages import LangQuery, environment
 
 router = APIRouter(include_in_schema=False)
 LANGUAGES = ("en", "zh")
@@ -111,9 +111,6 @@ def _message(kind: str, status: int, lang: str, store: str = "") -> HTMLResponse
 
 def _failure(exc: PatronError, lang: str) -> HTMLResponse:
     return _message("expired", 410, lang) if exc.status == 410 else _message("missing", 404, lang)
-
-
-LangQuery = Annotated[str | None, Query(max_length=8)]
 
 
 @router.get("/c/{store_slug}/{token}", response_class=HTMLResponse)

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse
 from starlette.datastructures import FormData
 
@@ -26,7 +26,7 @@ from patron.errors import PatronError
 from patron.feedback import domain
 from patron.feedback.service import ALREADY_ANSWERED, Link, pick, responses
 from patron.kit.clock import utcnow
-from patron.web.pages import environment
+from patron.web.pages import LangQuery, environment
 
 router = APIRouter(include_in_schema=False)
 MAX_FIELDS = 2000
@@ -294,9 +294,6 @@ def _form_page(
 async def posted_form(request: Request) -> FormData:
     """The posted fields (parsed by Starlette: urlencoded or multipart)."""
     return await request.form(max_files=0, max_fields=MAX_FIELDS)
-
-
-LangQuery = Annotated[str | None, Query(max_length=8)]
 
 
 @router.get("/s/{store_slug}/{token}", response_class=HTMLResponse)

@@ -4,7 +4,13 @@ names, so a page can neither inject markup nor silently render a typo as nothing
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import jinja2
+from fastapi import Query
+
+# The page language asked for in the URL (`?lang=en|zh`); anything else falls back.
+LangQuery = Annotated[str | None, Query(max_length=8)]
 
 
 def environment(package: str) -> jinja2.Environment:
