@@ -11,7 +11,7 @@ from rich.table import Table
 from patron import __version__
 from patron.analytics.cli import analyze_command
 from patron.auth import Scope
-from patron.campaigns.cli import privacy_app
+from patron.campaigns.cli import campaigns_app, privacy_app
 from patron.config import get_settings
 from patron.db import default_engine, unit_of_work
 from patron.demo.cli import demo_command, generate_command
@@ -43,6 +43,7 @@ app.add_typer(referrals_app, name="referrals")
 app.add_typer(support_app, name="support")
 app.add_typer(feedback_app, name="feedback")
 app.add_typer(privacy_app, name="privacy")
+app.add_typer(campaigns_app, name="campaigns")
 console = Console()
 err = Console(stderr=True)
 

@@ -21,6 +21,20 @@ class Settings(BaseSettings):
     # Where survey links point (`{base}/s/{store}/{token}`); default: the API's base URL.
     survey_base_url: str | None = None
     sql_echo: bool = False
+    # Outgoing mail (the campaigns outbox): the SMTP relay and the sender.
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 25
+    smtp_user: str | None = None
+    smtp_password: str | None = None
+    smtp_starttls: bool = False
+    smtp_timeout_seconds: float = 30
+    mail_from: str = "Patron <noreply@localhost>"
+    # Temporary failures (4xx, connection errors) are retried with exponential backoff
+    # (first retry after mail_retry_seconds) up to mail_max_attempts sends in all.
+    mail_max_attempts: int = 6
+    mail_retry_seconds: int = 300
+    # A message claimed longer ago than this (a crashed run) is claimed again.
+    mail_lease_seconds: int = 600
 
 
 @lru_cache

@@ -67,3 +67,47 @@ def erase_command(
         raise _fail(exc) from exc
     state = "already erased" if out.already_erased else "erased"
     console.print(f"{external_id}: {state} as [bold]{out.pseudonym}[/bold] (id {out.customer_id})")
+
+
+# -- `patron campaigns`: the mail outbox ----------------------------------------------------
+
+campaigns_app = typer.Typer(help="The campaigns mail outbox.", no_args_is_help=True)
+OptionalStoreOpt = Annotated[
+    str | None, typer.Option("--store", "-s", help="Store slug (default: every store).")
+]
+
+
+@campaigns_app.command("outbox")
+def outbox_command(store: OptionalStoreOpt = None) -> None:
+    """Messages in the outbox, by status."""
+    from rich.table import Table
+
+    from patron.campaigns.outbox import outbox
+
+    try:
+        with unit_of_work() as session:
+            counts = outbox.counts(session, stores.get(session, store) if store else None)
+    except PatronError as exc:
+        raise _fail(exc) from exc
+    table = Table("status", "messages")
+    for status, n in counts.items():
+        table.add_row(status.value, str(n))
+    console.print(table)
+
+
+@campaigns_app.command("deliver")
+def deliver_command(
+    store: OptionalStoreOpt = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="Messages to send at most.")] = 100,
+) -> None:
+    """Send the due messages of the outbox over SMTP (PATRON_SMTP_*)."""
+    from patron.campaigns.mailer import deliver
+
+    try:
+        run = deliver(store_slug=store, limit=limit)
+    except PatronError as exc:
+        raise _fail(exc) from exc
+    console.print(
+        f"sent {run.sent}, retry later {run.retried}, failed {run.failed} "
+        f"(hard bounces {run.bounced}), suppressed {run.suppressed}"
+    )

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from patron.customers.models import Channel, _enum
@@ -86,3 +87,49 @@ class PrivacyEvent(Base):
     action: Mapped[PrivacyAction] = mapped_column(_enum(PrivacyAction, "privacy_action"))
     actor: Mapped[str] = mapped_column(String(128))  # `api-key:<id>`, `cli`
     occurred_at: Mapped[datetime]
+
+
+class MessageStatus(enum.StrEnum):
+    queued = "queued"
+    sending = "sending"  # claimed by a delivery run (see ``claimed_at``)
+    sent = "sent"
+    failed = "failed"  # permanently: 5xx, or out of attempts
+    suppressed = "suppressed"  # no consent or a suppressed address when its turn came
+
+
+class OutboxMessage(Base):
+    """One message of the outbox: rendered when queued, delivered by ``patron.campaigns.
+    mailer``. ``key`` (unique per store) makes queueing idempotent; ``message_id`` is
+    fixed when queued, so a resend after a crash carries the same Message-ID."""
+
+    __tablename__ = "campaign_messages"
+    __table_args__ = (
+        UniqueConstraint("store_id", "key"),
+        Index("ix_campaign_messages_status_next", "status", "next_attempt_at"),
+        Index("ix_campaign_messages_store_status", "store_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    store_id: Mapped[int] = mapped_column(ForeignKey("stores.id", ondelete="CASCADE"))
+    customer_id: Mapped[int | None] = mapped_column(
+        ForeignKey("customers.id", ondelete="CASCADE"), index=True
+    )
+    channel: Mapped[Channel] = mapped_column(_enum(Channel, "consent_channel"))
+    kind: Mapped[str] = mapped_column(String(32))  # survey_invitation, opt_in_confirmation
+    key: Mapped[str] = mapped_column(String(128))
+    # Marketing and survey mail needs ``may_contact``; a transactional one (an opt-in
+    # confirmation) only an address that is not suppressed.
+    needs_consent: Mapped[bool]
+    recipient: Mapped[str] = mapped_column(String(320))
+    subject: Mapped[str] = mapped_column(String(255))
+    body_text: Mapped[str] = mapped_column(Text)
+    body_html: Mapped[str | None] = mapped_column(Text)
+    headers: Mapped[dict[str, Any]]
+    message_id: Mapped[str] = mapped_column(String(128))
+    status: Mapped[MessageStatus] = mapped_column(_enum(MessageStatus, "message_status"))
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[datetime]
+    claimed_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[datetime]
+    sent_at: Mapped[datetime | None]

@@ -1,0 +1,244 @@
+"""The outbox: messages rendered and queued in the transaction that decides to send
+them, delivered later by :mod:`patron.campaigns.mailer`.
+
+**Exactly once in the outbox.** Every message has a ``key`` unique per store (e.g.
+``survey-invitation:<id>:<sent_count>``); queueing is ``INSERT ... ON CONFLICT DO
+NOTHING``, so a repeated or concurrent call queues nothing twice. Survey invitations are
+queued and marked sent (``invitations.mark_sent``) in the same transaction: an
+invitation (or a reminder of it) is queued exactly once, or not at all.
+
+**Consent.** Survey mail is queued only when ``consents.may_contact`` allows email, and
+the mailer asks again just before sending (an unsubscribe in between is honoured). It
+carries ``List-Unsubscribe`` and ``List-Unsubscribe-Post`` (RFC 2369, RFC 8058). An
+opt-in confirmation is transactional: it only needs an address that is not suppressed.
+
+Nothing here commits: the caller's unit of work does.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import jinja2
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from patron.campaigns.consent import address_of, consents, normalize
+from patron.campaigns.models import MessageStatus, OutboxMessage
+from patron.customers.models import Channel, Customer
+from patron.feedback.service import invitations, lang_of, public_base
+from patron.kit.clock import as_utc_or_now, local_date
+from patron.kit.repository import insert_ignoring_conflicts, table_of
+from patron.stores.models import Store
+
+KIND_SURVEY = "survey_invitation"
+KIND_OPT_IN = "opt_in_confirmation"
+BATCH = 200
+
+_ENV = jinja2.Environment(
+    loader=jinja2.PackageLoader("patron.campaigns", "templates_mail"),
+    autoescape=jinja2.select_autoescape(["html"]),
+    keep_trailing_newline=True,
+    undefined=jinja2.StrictUndefined,
+)
+
+SUBJECTS: dict[str, dict[str, str]] = {
+    KIND_SURVEY: {"en": "{store}: how did we do?", "zh": "{store}邀请您评价本次体验"},
+    "survey_reminder": {
+        "en": "Reminder — {store}: how did we do?",
+        "zh": "提醒：{store}邀请您评价本次体验",
+    },
+    KIND_OPT_IN: {"en": "Please confirm your subscription to {store}", "zh": "请确认订阅{store}"},
+}
+
+
+@dataclass(frozen=True)
+class Rendered:
+    subject: str
+    text: str
+    html: str
+
+
+def render(kind: str, lang: str, subject_key: str | None = None, **context: Any) -> Rendered:
+    """A mail of ``kind`` in ``lang`` (``en`` or ``zh``) from ``templates_mail``."""
+    lang = "zh" if lang == "zh" else "en"
+    subject = SUBJECTS[subject_key or kind][lang].format(store=context["store"])
+    return Rendered(
+        subject=subject,
+        text=_ENV.get_template(f"{kind}.txt").render(lang=lang, **context),
+        html=_ENV.get_template(f"{kind}.html").render(lang=lang, **context),
+    )
+
+
+def greeting(customer: Customer, lang: str) -> str:
+    if lang == "zh":
+        name = (customer.last_name or "") + (customer.first_name or "")
+        return f"{name}，您好：" if name else "您好："
+    return f"Hello {customer.first_name}," if customer.first_name else "Hello,"
+
+
+@dataclass(frozen=True)
+class EnqueueRun:
+    queued: int = 0
+    no_consent: int = 0  # left due: no email consent (another channel may deliver it)
+
+
+class Outbox:
+    def enqueue(
+        self,
+        session: Session,
+        store: Store,
+        *,
+        customer: Customer | None,
+        recipient: str,
+        kind: str,
+        key: str,
+        mail: Rendered,
+        headers: dict[str, str] | None = None,
+        needs_consent: bool = True,
+        channel: Channel = Channel.email,
+        now: datetime | None = None,
+    ) -> tuple[int, bool]:
+        """Queue a message unless one with ``key`` exists in the store; returns (its id,
+        whether it is new). Idempotent under concurrency (the unique key decides)."""
+        now = as_utc_or_now(now)
+        table = table_of(OutboxMessage)
+        stmt = insert_ignoring_conflicts(session, table, "store_id", "key").values(
+            store_id=store.id,
+            customer_id=customer.id if customer else None,
+            channel=channel.value,
+            kind=kind,
+            key=key[:128],
+            needs_consent=needs_consent,
+            recipient=normalize(channel, recipient),
+            subject=mail.subject[:255],
+            body_text=mail.text,
+            body_html=mail.html,
+            headers=dict(headers or {}),
+            message_id=f"<{uuid.uuid4().hex}@patron>",
+            status=MessageStatus.queued.value,
+            attempts=0,
+            next_attempt_at=now,
+            created_at=now,
+        )
+        new_id = session.execute(stmt.returning(table.c.id)).scalar()
+        if new_id is not None:
+            return int(new_id), True
+        found = session.scalar(
+            select(OutboxMessage.id).where(
+                OutboxMessage.store_id == store.id, OutboxMessage.key == key[:128]
+            )
+        )
+        assert found is not None
+        return int(found), False
+
+    def enqueue_survey_invitations(
+        self,
+        session: Session,
+        store: Store,
+        now: datetime | None = None,
+        *,
+        base_url: str | None = None,
+    ) -> EnqueueRun:
+        """Queue the due survey invitations (first sends and reminders) of customers who
+        may be emailed, and mark each sent, in the caller's transaction. The others stay
+        due: a later consent (or another channel's sender) may still deliver them."""
+        now = as_utc_or_now(now)
+        base = public_base(base_url)
+        queued = no_consent = 0
+        after: int | None = None
+        while True:
+            page = invitations.due(session, store, now, BATCH, after=after, base_url=base)
+            for item in page.items:
+                after = item.invitation_id
+                customer = session.scalar(
+                    select(Customer).where(
+                        Customer.store_id == store.id,
+                        Customer.external_id == item.customer_external_id,
+                    )
+                )
+                address = address_of(customer, Channel.email) if customer else None
+                if (
+                    customer is None
+                    or address is None
+                    or not consents.may_contact(session, store, customer.id, Channel.email)
+                ):
+                    no_consent += 1
+                    continue
+                lang = lang_of(item.locale)
+                headers = consents.unsubscribe_headers(store, customer, Channel.email, base)
+                mail = render(
+                    KIND_SURVEY,
+                    lang,
+                    "survey_reminder" if item.reminder else None,
+                    store=store.name,
+                    greeting=greeting(customer, lang),
+                    reminder=item.reminder,
+                    link=item.link,
+                    expires=local_date(item.expires_at, store.timezone).isoformat(),
+                    unsubscribe=headers["List-Unsubscribe"].split(",")[0].strip(" <>"),
+                )
+                _, created = self.enqueue(
+                    session,
+                    store,
+                    customer=customer,
+                    recipient=address,
+                    kind=KIND_SURVEY,
+                    key=f"survey-invitation:{item.invitation_id}:{item.sent_count}",
+                    mail=mail,
+                    headers=headers,
+                    now=now,
+                )
+                invitations.mark_sent(session, store, item.invitation_id, now, base_url=base)
+                queued += created
+            if page.next_after is None:
+                return EnqueueRun(queued, no_consent)
+            after = page.next_after
+
+    def enqueue_opt_in_confirmation(
+        self,
+        session: Session,
+        store: Store,
+        customer: Customer,
+        confirm_url: str,
+        now: datetime | None = None,
+    ) -> tuple[int, bool]:
+        """Queue the double opt-in mail for a ``consents.opt_in`` that returned
+        ``pending`` (transactional: no consent needed, no List-Unsubscribe)."""
+        address = address_of(customer, Channel.email)
+        if address is None:
+            raise ValueError("the customer has no email address")
+        lang = lang_of(customer.locale or store.locale)
+        mail = render(
+            KIND_OPT_IN,
+            lang,
+            store=store.name,
+            greeting=greeting(customer, lang),
+            link=confirm_url,
+        )
+        nonce = confirm_url.rstrip("/").rsplit("/", 1)[-1].split(".", 1)[0]
+        return self.enqueue(
+            session,
+            store,
+            customer=customer,
+            recipient=address,
+            kind=KIND_OPT_IN,
+            key=f"opt-in-confirmation:{nonce}",
+            mail=mail,
+            needs_consent=False,
+            now=now,
+        )
+
+    def counts(self, session: Session, store: Store | None = None) -> dict[MessageStatus, int]:
+        """Messages by status (every status present, zero included)."""
+        query = select(OutboxMessage.status, func.count()).group_by(OutboxMessage.status)
+        if store is not None:
+            query = query.where(OutboxMessage.store_id == store.id)
+        found = {MessageStatus(s): int(n) for s, n in session.execute(query)}
+        return {s: found.get(s, 0) for s in MessageStatus}
+
+
+outbox = Outbox()
