@@ -323,7 +323,7 @@ def fill_feedback(session: Session, store: Store, seed: int = 42) -> FeedbackFil
         if written < now - timedelta(days=7):
             decision = "reject" if rng.random() < 0.04 else "approve"
             reviews.moderate(session, store, ext, ModerationIn(decision=decision), now=now)
-            if rating <= 2 and rng.random() < 0.6:
+            if decision == "approve" and rating <= 2 and rng.random() < 0.6:
                 reviews.reply(
                     session, store, ext, "非常抱歉给您带来不好的体验，客服已联系您处理。", now=now
                 )
