@@ -1,4 +1,4 @@
-"""Segments and campaigns (placeholder: filled by the campaigns work).
+"""Saved segments (placeholder: filled by the segments work).
 
 Revision ID: 0016
 Revises: 0015
