@@ -28,6 +28,24 @@ TOKEN_ROUTES = {
     "/v1/survey-links/{token}/response",
     "/c/{store_slug}/{token}",  # double opt-in confirmation
     "/u/{store_slug}/{token}",  # unsubscribe and preferences
+    "/t/o/{token}.gif",  # open pixel (signed message token)
+    "/t/c/{token}",  # tracked link (signed message and link token)
+}
+# The merchant dashboard: the login form, logout, / (a redirect) and static assets are
+# open; every page under /dashboard needs the staff session cookie
+# (tests/web/test_dashboard_auth.py checks that each redirects to /login without it).
+DASHBOARD_OPEN_ROUTES = {"/", "/login", "/logout", "/static"}
+STAFF_PREFIX = "/dashboard"
+# The member page: /enter takes a member token (pm_…) and sets the member cookie; every
+# other page needs that cookie (test_member_pages_need_the_member_cookie).
+MEMBER_ROUTES = {
+    "/m/{store_slug}/enter",
+    "/m/{store_slug}",
+    "/m/{store_slug}/history",
+    "/m/{store_slug}/rewards",
+    "/m/{store_slug}/rewards/{reward_id}",
+    "/m/{store_slug}/redemptions/{redemption_id}",
+    "/m/{store_slug}/check-in",
 }
 
 
@@ -336,12 +354,26 @@ def _concrete(path: str, store: Store) -> str:
 
 
 def test_only_ops_routes_are_open(client: TestClient) -> None:
-    open_paths = {path for path, _ in api_routes(client.app) if not path.startswith("/v1/")}
+    open_paths = (
+        {path for path, _ in api_routes(client.app) if not path.startswith(("/v1/", STAFF_PREFIX))}
+        - DASHBOARD_OPEN_ROUTES
+        - MEMBER_ROUTES
+    )
     assert open_paths <= OPEN_ROUTES | TOKEN_ROUTES, (
         f"unexpected unauthenticated routes: {open_paths - OPEN_ROUTES - TOKEN_ROUTES}"
     )
     assert client.get("/healthz").status_code == 200
     assert client.get("/metrics").status_code == 200
+
+
+def test_member_pages_need_the_member_cookie(client: TestClient, store: Store) -> None:
+    member = {(p, frozenset(m)) for p, m in api_routes(client.app) if p.startswith("/m/")}
+    assert {p for p, _ in member} == MEMBER_ROUTES
+    for template, methods in member:
+        path = _concrete(template, store).replace("X-1", "1")
+        for method in methods - {"HEAD"}:
+            res = client.request(method, path, data={"csrf": "x"})
+            assert res.status_code == 401, f"{method} {template} answered {res.status_code}"
 
 
 def test_every_v1_route_requires_credentials(client: TestClient, store: Store) -> None:

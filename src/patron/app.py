@@ -16,7 +16,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from patron import __version__, errors
 from patron.analytics.endpoints import router as analytics_router
+from patron.campaigns.campaign_endpoints import router as campaign_router
 from patron.campaigns.endpoints import router as campaigns_router
+from patron.campaigns.segment_endpoints import router as segments_router
 from patron.customers.endpoints import router as customers_router
 from patron.db import default_engine, session_factory
 from patron.feedback.endpoints import router as feedback_router
@@ -29,6 +31,11 @@ from patron.orders.endpoints import router as orders_router
 from patron.referrals.endpoints import router as referrals_router
 from patron.rewards.endpoints import router as rewards_router
 from patron.support.endpoints import router as support_router
+from patron.web.analytics_pages import router as analytics_pages_router
+from patron.web.campaign_pages import router as campaign_pages_router
+from patron.web.dashboard import install as install_dashboard
+from patron.web.member import router as member_router
+from patron.web.routes import router as dashboard_router
 
 LATENCY = Histogram(
     "patron_http_request_duration_seconds", "HTTP request latency", ["method", "route", "status"]
@@ -128,6 +135,13 @@ def create_app(engine: Engine | None = None, *, jobs_interval: float | None = No
     app.include_router(support_router)
     app.include_router(feedback_router)
     app.include_router(campaigns_router)
+    app.include_router(campaign_router)
+    app.include_router(segments_router)
+    app.include_router(member_router)
+    install_dashboard(app)  # /login, /logout, /static, the dashboard's error pages
+    app.include_router(dashboard_router)  # overview, customers, programme, staff
+    app.include_router(campaign_pages_router)
+    app.include_router(analytics_pages_router)  # analytics, surveys, tickets
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

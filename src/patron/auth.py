@@ -105,6 +105,14 @@ def _member_principal(session: Session, token: str) -> Principal:
     return Principal(store=store, scopes=frozenset({Scope.member}), customer_id=customer_id)
 
 
+def verify_member_token(session: Session, token: str) -> Principal:
+    """The principal of a member token (``pm_…``) from elsewhere than the Authorization
+    header (the member pages' cookie); raises Unauthorized: malformed, tampered, expired."""
+    if not (token.startswith("pm_") and token.isascii() and token.isprintable()):
+        raise Unauthorized("Malformed member token.")
+    return _member_principal(session, token)
+
+
 # -- a short-lived cache of verified API keys --------------------------------------------
 #
 # Checking a key costs two queries (key, store) on every request; on the hot paths (an

@@ -12,6 +12,7 @@ from patron import __version__
 from patron.analytics.cli import analyze_command
 from patron.auth import Scope
 from patron.campaigns.cli import campaigns_app, privacy_app
+from patron.campaigns.segment_cli import segments_app
 from patron.config import get_settings
 from patron.db import default_engine, unit_of_work
 from patron.demo.cli import demo_command, generate_command
@@ -24,6 +25,7 @@ from patron.referrals.cli import referrals_app
 from patron.rewards.cli import rewards_app
 from patron.stores.service import stores
 from patron.support.cli import support_app
+from patron.web.cli import staff_app
 
 app = typer.Typer(
     help="Patron: customer loyalty and retention for online stores.",
@@ -44,6 +46,8 @@ app.add_typer(support_app, name="support")
 app.add_typer(feedback_app, name="feedback")
 app.add_typer(privacy_app, name="privacy")
 app.add_typer(campaigns_app, name="campaigns")
+app.add_typer(segments_app, name="segments")
+app.add_typer(staff_app, name="staff")
 console = Console()
 err = Console(stderr=True)
 

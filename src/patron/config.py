@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     mail_retry_seconds: int = 300
     # A message claimed longer ago than this (a crashed run) is claimed again.
     mail_lease_seconds: int = 600
+    # The delivery loop of `patron worker` / `patron serve` (mail and channel webhooks).
+    delivery_interval_seconds: float = 15
+    webhook_timeout_seconds: float = 10
 
 
 @lru_cache

@@ -17,6 +17,8 @@ from datetime import datetime
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
+from patron.campaigns.campaign import run_due as run_campaigns
+from patron.campaigns.outbox import outbox
 from patron.errors import NotFound
 from patron.feedback.service import run_triggers
 from patron.kit.clock import as_utc, utcnow
@@ -36,6 +38,8 @@ class StoreRun:
     survey_reminders: int = 0
     sla_warnings: int = 0
     sla_breaches: int = 0
+    campaign_recipients: int = 0  # campaign recipients decided (queued, held out, capped...)
+    survey_mails: int = 0  # survey invitations queued in the mail outbox (store setting)
 
     @property
     def total(self) -> int:
@@ -45,6 +49,8 @@ class StoreRun:
             + self.survey_reminders
             + self.sla_warnings
             + self.sla_breaches
+            + self.campaign_recipients
+            + self.survey_mails
         )
 
     def __add__(self, other: StoreRun) -> StoreRun:
@@ -54,6 +60,8 @@ class StoreRun:
             self.survey_reminders + other.survey_reminders,
             self.sla_warnings + other.sla_warnings,
             self.sla_breaches + other.sla_breaches,
+            campaign_recipients=self.campaign_recipients + other.campaign_recipients,
+            survey_mails=self.survey_mails + other.survey_mails,
         )
 
 
@@ -62,13 +70,17 @@ def run_store(session: Session, store: Store, now: datetime | None = None) -> St
     now = utcnow() if now is None else as_utc(now)
     loyalty = run_due(session, store, now)
     surveys = run_triggers(session, store, now)
+    survey_mails = outbox.run_step(session, store, now)  # due invitations, if mailed by Patron
     sla = run_sla_check(session, store, now)
+    campaigns = run_campaigns(session, store, now)
     return StoreRun(
         loyalty,
         surveys.after_delivery + surveys.ticket_closed,
         surveys.reminders,
         sla.warnings,
         sla.breaches,
+        campaign_recipients=campaigns.total,
+        survey_mails=survey_mails,
     )
 
 
@@ -104,22 +116,29 @@ def run_all(
 class Scheduler:
     """Runs the jobs every ``interval`` seconds on a background thread, for ``patron
     serve`` (no separate worker needed). Several server processes may each run one: every
-    job is idempotent and safe to run concurrently."""
+    job is idempotent and safe to run concurrently. The outbox is delivered by a
+    ``DeliveryLoop`` of its own (``delivery``), started and stopped with it."""
 
     def __init__(self, engine: Engine, interval: float) -> None:
+        from patron.campaigns.mailer import DeliveryLoop
+        from patron.config import get_settings
+
         self.engine = engine
         self.interval = interval
         self.runs = 0
         self.last: StoreRun | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.delivery = DeliveryLoop(engine, get_settings().delivery_interval_seconds)
 
     def start(self) -> None:
         if self._thread is None:
             self._thread = threading.Thread(target=self._loop, name="patron-jobs", daemon=True)
             self._thread.start()
+            self.delivery.start()
 
     def stop(self, timeout: float = 30) -> None:
+        self.delivery.stop(timeout)
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)

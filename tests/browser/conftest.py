@@ -87,3 +87,31 @@ def live_server(engine: Engine) -> Iterator[str]:
 def screenshot(page: Any, name: str) -> None:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+
+
+@pytest.fixture
+def staff_page(chromium: Any, live_server: str, engine: Engine, store: Any) -> Iterator[Any]:
+    """``page = staff_page("manager", lang="zh")``: a desktop-size (1280×900) Playwright
+    page logged in to the test's ``store`` through the real /login form, on the
+    dashboard overview. ``page.base`` is the server's URL."""
+    from tests.web.conftest import STAFF_PASSWORD, make_staff
+
+    contexts: list[Any] = []
+
+    def make(role: str = "owner", lang: str = "en") -> Any:
+        context = chromium.new_context(viewport={"width": 1280, "height": 900})
+        contexts.append(context)
+        page = context.new_page()
+        page.base = live_server
+        page.goto(f"{live_server}/login?lang={lang}")
+        if page.locator("#store").count():
+            page.fill("#store", store.slug)
+        page.fill("#email", make_staff(engine, store, role))
+        page.fill("#password", STAFF_PASSWORD)
+        page.click("button[type=submit]")
+        page.wait_for_url(f"{live_server}/dashboard")
+        return page
+
+    yield make
+    for context in contexts:
+        context.close()

@@ -144,3 +144,86 @@ def test_privacy_cli(
     assert "already erased" in res.output
     res = db_cli.invoke(cli, ["privacy", "export", "-s", store.slug, "nobody"])
     assert res.exit_code == 1
+
+
+def test_export_and_erasure_cover_outbox_messages_and_their_events(
+    client: TestClient, engine: Engine, store: Store, admin: dict[str, str]
+) -> None:
+    from datetime import timedelta
+
+    from sqlalchemy import select, update
+
+    from patron.campaigns import tracking
+    from patron.campaigns.models import CampaignEvent, EventKind, MessageStatus, OutboxMessage
+    from patron.campaigns.outbox import Rendered, outbox
+    from patron.kit.clock import utcnow
+
+    seed(client, admin)
+    now = utcnow()
+    html = '<html><body><a href="https://shop.example/tea">Tea</a></body></html>'
+    with unit_of_work(engine) as session:
+        s = session.merge(store)
+        alice = consents.customer(session, s, "alice")
+        bob = consents.customer(session, s, "bob")
+        ids = [
+            outbox.enqueue(
+                session,
+                s,
+                customer=who,
+                recipient=who.email or "",
+                kind="test",
+                key=f"campaign:1:{who.id}:{n}",
+                mail=Rendered(f"Hi {who.first_name}", f"Text for {who.first_name}", html),
+                now=now,
+                base_url="http://patron.test",
+            )[0]
+            for who, n in ((alice, 1), (alice, 2), (bob, 1))
+        ]
+        session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id.in_([ids[0], ids[2]]))
+            .values(status=MessageStatus.sent, sent_at=now - timedelta(hours=1))
+        )
+        sent = session.get(OutboxMessage, ids[0])
+        assert sent is not None
+        tracking.resolve_click(session, tracking.click_token(s, ids[0], 0), "Firefox", now)
+        tracking.add_event(session, sent, EventKind.open, now, user_agent="Firefox")
+        before = tracking.counts_by_key_prefix(session, s.id, "campaign:1:")
+
+    data = client.get("/v1/customers/alice/export", headers=admin).json()
+    messages = data["campaign_messages"]
+    assert [m["id"] for m in messages] == ids[:2]
+    assert messages[0]["recipient"] == "alice@example.com"
+    assert messages[0]["subject"] == "Hi Alice" and "/t/c/" in messages[0]["body_html"]
+    assert sorted(e["kind"] for e in data["campaign_events"]) == ["click", "open"]
+    assert {e["url"] for e in data["campaign_events"]} == {"https://shop.example/tea", None}
+
+    assert client.post("/v1/customers/alice/erase", headers=admin).status_code == 200
+    with unit_of_work(engine) as session:
+        rows = {
+            m.id: m for m in session.scalars(select(OutboxMessage).where(OutboxMessage.id.in_(ids)))
+        }
+        for i in ids[:2]:
+            m = rows[i]
+            assert (m.recipient, m.subject, m.body_text, m.body_html, m.links, m.headers) == (
+                "",
+                "",
+                "",
+                None,
+                None,
+                {},
+            )
+        assert rows[ids[0]].status is MessageStatus.sent  # the record of sending stays
+        assert rows[ids[1]].status is MessageStatus.suppressed  # queued: will never go
+        assert rows[ids[2]].recipient == "bob@example.com"  # another customer: untouched
+        events = session.scalars(select(CampaignEvent).where(CampaignEvent.message_id == ids[0]))
+        assert {(e.url, e.ua_hash) for e in events} == {(None, None)}
+        after = tracking.counts_by_key_prefix(session, store.id, "campaign:1:")
+    assert (after["sent"], after["opened"], after["clicked"]) == (
+        before["sent"],
+        before["opened"],
+        before["clicked"],
+    )
+    assert after["suppressed"] == before["suppressed"] + 1
+    click = f"/t/c/{tracking.click_token(store, ids[0], 0)}"
+    assert client.get(click, follow_redirects=False).status_code == 404  # its links are gone

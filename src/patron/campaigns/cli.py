@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -71,7 +72,7 @@ def erase_command(
 
 # -- `patron campaigns`: the mail outbox ----------------------------------------------------
 
-campaigns_app = typer.Typer(help="The campaigns mail outbox.", no_args_is_help=True)
+campaigns_app = typer.Typer(help="Campaigns and the mail outbox.", no_args_is_help=True)
 OptionalStoreOpt = Annotated[
     str | None, typer.Option("--store", "-s", help="Store slug (default: every store).")
 ]
@@ -100,14 +101,110 @@ def deliver_command(
     store: OptionalStoreOpt = None,
     limit: Annotated[int, typer.Option("--limit", min=1, help="Messages to send at most.")] = 100,
 ) -> None:
-    """Send the due messages of the outbox over SMTP (PATRON_SMTP_*)."""
+    """Send the due messages of the outbox (mail, SMS, WeChat, push).
+
+    Mail goes over SMTP (PATRON_SMTP_*); SMS, WeChat and push to the store's channel
+    webhooks (PUT /v1/channels/{channel})."""
+    from patron.campaigns import webhook
     from patron.campaigns.mailer import deliver
 
     try:
         run = deliver(store_slug=store, limit=limit)
+        hooks = webhook.deliver(store_slug=store, limit=limit)
     except PatronError as exc:
         raise _fail(exc) from exc
     console.print(
         f"sent {run.sent}, retry later {run.retried}, failed {run.failed} "
         f"(hard bounces {run.bounced}), suppressed {run.suppressed}"
     )
+    if hooks.claimed:
+        console.print(
+            f"webhooks: sent {hooks.sent}, retry later {hooks.retried}, "
+            f"failed {hooks.failed}, suppressed {hooks.suppressed}"
+        )
+
+
+EX_TEMPFAIL = 75
+
+
+def _unreachable(exc: Exception) -> typer.Exit:
+    name = type(exc).__name__
+    err.print(f"[red]error:[/red] the database is unreachable, try again later ({name})")
+    return typer.Exit(EX_TEMPFAIL)
+
+
+@campaigns_app.command("bounce")
+def bounce_command(
+    file: Annotated[
+        Path | None,
+        typer.Argument(
+            exists=True, dir_okay=False, readable=True, help="A message file (default: stdin)."
+        ),
+    ] = None,
+) -> None:
+    """Read one bounce (DSN) or complaint (ARF) from FILE or stdin.
+
+    For the MTA's bounce address, e.g. `bounces: "|patron campaigns bounce"`. A hard
+    bounce or complaint suppresses the address. Exit 0 also for a message that is not a
+    report (nothing to retry), 75 when the database is unreachable (the MTA retries)."""
+    from sqlalchemy.exc import OperationalError
+    from sqlalchemy.exc import TimeoutError as SQLTimeoutError
+
+    from patron.campaigns import bounces
+
+    raw = file.read_bytes() if file is not None else sys.stdin.buffer.read()
+    try:
+        report = bounces.parse(raw)
+    except bounces.NotAReport as exc:
+        console.print(f"ignored: {exc}")
+        return
+    try:
+        with unit_of_work() as session:
+            out = bounces.apply(session, report)
+    except (OperationalError, SQLTimeoutError) as exc:
+        raise _unreachable(exc) from None
+    console.print(
+        f"{out.action}: message {out.message or '-'}"
+        + (", address suppressed" if out.suppressed else "")
+    )
+
+
+@campaigns_app.command("poll-bounces")
+def poll_bounces_command(
+    maildir: Annotated[
+        Path,
+        typer.Option("--maildir", exists=True, file_okay=False, help="A Maildir (cur/ new/ tmp/)."),
+    ],
+) -> None:
+    """Read every new bounce and complaint of a Maildir.
+
+    Each in its own transaction; read messages move to cur/ marked seen. Run it from
+    cron or a systemd timer."""
+    from sqlalchemy.exc import OperationalError
+    from sqlalchemy.exc import TimeoutError as SQLTimeoutError
+
+    from patron.campaigns import bounces
+
+    def handle(report: bounces.Report) -> bounces.Outcome:
+        with unit_of_work() as session:
+            return bounces.apply(session, report)
+
+    try:
+        found = bounces.poll_maildir(maildir, handle)
+    except bounces.NotAReport as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    except (OperationalError, SQLTimeoutError) as exc:
+        raise _unreachable(exc) from None
+    actions = [o.action for o in found.outcomes]
+    console.print(
+        f"{len(actions)} reports: {actions.count('hard_bounce')} hard bounces, "
+        f"{actions.count('soft_bounce')} soft, {actions.count('complaint')} complaints, "
+        f"{actions.count('unmatched')} unmatched; {len(found.skipped)} not reports"
+    )
+
+
+# -- `patron campaigns create|list|show|schedule|...`: see campaign_cli.py ------------------
+from patron.campaigns.campaign_cli import register as _register_campaign_commands  # noqa: E402
+
+_register_campaign_commands(campaigns_app)

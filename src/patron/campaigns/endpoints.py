@@ -8,19 +8,28 @@ from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.encoders import jsonable_encoder
 
 from patron.auth import Principal, Scope, SessionDep, require
-from patron.campaigns import privacy
+from patron.campaigns import bounces, privacy, webhook
 from patron.campaigns import repository as repo
 from patron.campaigns.consent import consents
+from patron.campaigns.models import ChannelEndpoint
+from patron.campaigns.outbox import outbox
 from patron.campaigns.pages import router as pages_router
 from patron.campaigns.schemas import (
+    BounceIn,
+    BounceOut,
+    ChannelEndpointIn,
+    ChannelEndpointOut,
     ConsentChange,
     ConsentsOut,
+    DeliverySettingsIn,
+    DeliverySettingsOut,
     ErasureOut,
     ExportOut,
     OptInOut,
     SuppressionIn,
     SuppressionOut,
 )
+from patron.campaigns.tracking import router as tracking_router
 from patron.config import get_settings
 from patron.customers.models import Channel
 from patron.kit.pagination import Page
@@ -28,6 +37,7 @@ from patron.kit.text import CleanText
 
 router = APIRouter(tags=["consent"])
 router.include_router(pages_router)
+router.include_router(tracking_router)
 Ingest = Annotated[Principal, require(Scope.ingest)]
 Read = Annotated[Principal, require(Scope.read)]
 Admin = Annotated[Principal, require(Scope.admin)]
@@ -143,3 +153,69 @@ def erase_customer(external_id: ExtId, session: SessionDep, who: Admin) -> Erasu
     """Erase the customer's personal data; the ledger and the store's totals stay true.
     Idempotent: the original external id still answers, with `already_erased`."""
     return privacy.erase(session, who.store, external_id, actor(who))
+
+
+# -- delivery: channel webhooks, bounces, settings ------------------------------------------
+
+
+@router.get("/v1/channels/{channel}", response_model=ChannelEndpointOut, tags=["delivery"])
+def read_channel(channel: Channel, session: SessionDep, who: Admin) -> ChannelEndpointOut:
+    """The webhook endpoint of an SMS, WeChat or push channel (its secret is not shown)."""
+    return _endpoint_out(webhook.get_endpoint(session, who.store, channel), None)
+
+
+def _endpoint_out(row: ChannelEndpoint, secret: str | None) -> ChannelEndpointOut:
+    return ChannelEndpointOut(
+        channel=row.channel,
+        url=row.url,
+        enabled=row.enabled,
+        secret=secret,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+@router.put(
+    "/v1/channels/{channel}",
+    response_model=ChannelEndpointOut,
+    responses={201: {"model": ChannelEndpointOut}},
+    tags=["delivery"],
+)
+def put_channel(
+    channel: Channel,
+    body: ChannelEndpointIn,
+    session: SessionDep,
+    who: Admin,
+    response: Response,
+) -> ChannelEndpointOut:
+    """Set where a channel's messages are POSTed. 201 on creation, with the signing
+    `secret` shown this once (also on `rotate_secret`); keep it to verify
+    `Patron-Signature`."""
+    row, secret, created = webhook.put_endpoint(
+        session, who.store, channel, body.url, body.enabled, rotate_secret=body.rotate_secret
+    )
+    response.status_code = 201 if created else 200
+    return _endpoint_out(row, secret)
+
+
+@router.post("/v1/bounces", response_model=BounceOut, tags=["delivery"])
+def post_bounce(body: BounceIn, session: SessionDep, who: Admin) -> BounceOut:
+    """A provider's bounce or complaint: hard and complaint suppress the address; each is
+    recorded on the message (by `message_id`, else the latest mail to the address)."""
+    out = bounces.report_from_provider(session, who.store, body.email, body.type, body.message_id)
+    return BounceOut(action=out.action, message=out.message, suppressed=out.suppressed)
+
+
+@router.get("/v1/delivery-settings", response_model=DeliverySettingsOut, tags=["delivery"])
+def read_delivery_settings(session: SessionDep, who: Admin) -> DeliverySettingsOut:
+    """The store's delivery choices (the defaults until set)."""
+    return outbox.delivery_settings(session, who.store)
+
+
+@router.put("/v1/delivery-settings", response_model=DeliverySettingsOut, tags=["delivery"])
+def put_delivery_settings(
+    body: DeliverySettingsIn, session: SessionDep, who: Admin
+) -> DeliverySettingsOut:
+    """`survey_invitations_by_mail`: the jobs queue due survey invitations in Patron's
+    outbox (default off: the store sends them from its own system)."""
+    return outbox.set_delivery_settings(session, who.store, body.survey_invitations_by_mail)

@@ -25,12 +25,22 @@ The one window left is at-least-once: the server accepted a message and the proc
 before its ``sent`` was committed. After the lease (``mail_lease_seconds``, default 10
 minutes) that message is sent again, with the same ``Message-ID`` (fixed when queued),
 so a receiving system can recognise the duplicate.
+
+**Read back.** Every mail carries ``X-Patron-Message: <outbox id>.<signature>``
+(``patron_tag``), by which ``bounces`` matches a DSN or complaint to its message. SMS,
+WeChat and push messages are claimed by ``webhook.deliver`` (``claim(webhook=True)``),
+not here. ``DeliveryLoop`` runs both on a thread of its own for ``patron worker`` and
+``patron serve``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import hmac
 import logging
+import threading
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -40,13 +50,21 @@ from email.utils import format_datetime
 from typing import Any, TypeVar
 
 import aiosmtplib
-from sqlalchemy import Engine, or_, select, update
+from sqlalchemy import Engine, exists, or_, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
 
+from patron.campaigns import tracking
 from patron.campaigns.consent import address_of, consents
-from patron.campaigns.models import MessageStatus, OutboxMessage, SuppressionReason
+from patron.campaigns.models import (
+    ChannelEndpoint,
+    EventKind,
+    MessageStatus,
+    OutboxMessage,
+    SuppressionReason,
+)
 from patron.config import Settings, get_settings
-from patron.customers.models import Customer
+from patron.customers.models import Channel, Customer
 from patron.db import unit_of_work
 from patron.errors import NotFound
 from patron.kit.clock import as_utc_or_now
@@ -84,13 +102,25 @@ class Claimed:
     claimed_at: datetime
 
 
-def build_message(msg: OutboxMessage, sender: str) -> EmailMessage:
+def patron_tag(store: Store, message_id: int) -> str:
+    """The ``X-Patron-Message`` header of a message: its outbox id, signed with the
+    store's secret, so a bounce or complaint quoting it finds the message and a forged
+    one finds nothing (see ``bounces``)."""
+    digest = hmac.new(
+        store.signing_secret.encode(), f"message:{message_id}".encode(), hashlib.sha256
+    ).digest()
+    return f"{message_id}.{base64.urlsafe_b64encode(digest).rstrip(b'=').decode()[:22]}"
+
+
+def build_message(msg: OutboxMessage, sender: str, store: Store | None = None) -> EmailMessage:
     mail = EmailMessage()
     mail["From"] = sender
     mail["To"] = msg.recipient
     mail["Subject"] = msg.subject
     mail["Message-ID"] = msg.message_id
     mail["Date"] = format_datetime(msg.created_at)
+    if store is not None:
+        mail["X-Patron-Message"] = patron_tag(store, msg.id)
     for name, value in msg.headers.items():
         mail[name] = str(value)
     mail.set_content(msg.body_text)
@@ -100,18 +130,36 @@ def build_message(msg: OutboxMessage, sender: str) -> EmailMessage:
 
 
 def claim(
-    session: Session, now: datetime, limit: int, lease: timedelta, store_id: int | None = None
+    session: Session,
+    now: datetime,
+    limit: int,
+    lease: timedelta,
+    store_id: int | None = None,
+    *,
+    webhook: bool = False,
 ) -> list[Claimed]:
-    """Take up to ``limit`` due messages for this run (see the module docstring)."""
+    """Take up to ``limit`` due messages for this run (see the module docstring): email
+    ones, or with ``webhook`` those of the other channels whose store has that channel's
+    endpoint enabled (the others wait, queued, until it is)."""
+    channel_ok: ColumnElement[bool]
+    if webhook:
+        channel_ok = exists().where(
+            ChannelEndpoint.store_id == OutboxMessage.store_id,
+            ChannelEndpoint.channel == OutboxMessage.channel,
+            ChannelEndpoint.enabled.is_(True),
+        )
+    else:
+        channel_ok = OutboxMessage.channel == Channel.email
     query = (
         select(OutboxMessage.id, OutboxMessage.store_id)
         .where(
+            channel_ok,
             or_(
                 (OutboxMessage.status == MessageStatus.queued)
                 & (OutboxMessage.next_attempt_at <= now),
                 (OutboxMessage.status == MessageStatus.sending)
                 & (OutboxMessage.claimed_at < now - lease),
-            )
+            ),
         )
         .order_by(OutboxMessage.id)
         .limit(limit)
@@ -154,6 +202,21 @@ def mark_sent(engine: Engine | None, c: Claimed, now: datetime) -> bool:
     return _finish(engine, c, status=MessageStatus.sent, sent_at=now, last_error=None)
 
 
+def recheck(session: Session, store: Store, msg: OutboxMessage) -> str | None:
+    """Why a claimed message may no longer go (None: it may), asked just before sending."""
+    if not msg.recipient:
+        return "erased"
+    if consents.is_suppressed(session, store, msg.channel, msg.recipient):
+        return "address suppressed"
+    if msg.needs_consent:
+        customer = session.get(Customer, msg.customer_id) if msg.customer_id else None
+        if customer is None or address_of(customer, msg.channel) != msg.recipient:
+            return "address changed since queued"
+        if not consents.may_contact(session, store, customer.id, msg.channel):
+            return "no consent"
+    return None
+
+
 def _prepare(engine: Engine | None, c: Claimed, sender: str) -> EmailMessage | None:
     """The message to send, or None when it may no longer go (then marked suppressed)."""
     with unit_of_work(engine) as session:
@@ -163,23 +226,36 @@ def _prepare(engine: Engine | None, c: Claimed, sender: str) -> EmailMessage | N
             return None
         if msg.status is not MessageStatus.sending or msg.claimed_at != c.claimed_at:
             return None  # another run took it over
-        reason: str | None = None
-        if consents.is_suppressed(session, store, msg.channel, msg.recipient):
-            reason = "address suppressed"
-        elif msg.needs_consent:
-            customer = session.get(Customer, msg.customer_id) if msg.customer_id else None
-            if customer is None or address_of(customer, msg.channel) != msg.recipient:
-                reason = "address changed since queued"
-            elif not consents.may_contact(session, store, customer.id, msg.channel):
-                reason = "no consent"
+        reason = recheck(session, store, msg)
         if reason is None:
-            return build_message(msg, sender)
+            return build_message(msg, sender, store)
         msg.status, msg.last_error = MessageStatus.suppressed, reason
         return None
 
 
 def _backoff(settings: Settings, attempts: int) -> timedelta:
     return timedelta(seconds=settings.mail_retry_seconds * 2 ** max(attempts - 1, 0))
+
+
+def retry_later(
+    engine: Engine | None, c: Claimed, settings: Settings, now: datetime, error: str
+) -> bool:
+    """After a temporary failure: queued again with backoff (True), or failed when out
+    of attempts (False)."""
+    with unit_of_work(engine) as session:
+        attempts = session.scalar(select(OutboxMessage.attempts).where(OutboxMessage.id == c.id))
+    attempts = attempts or 1
+    if attempts >= settings.mail_max_attempts:
+        _finish(engine, c, status=MessageStatus.failed, last_error=error)
+        return False
+    _finish(
+        engine,
+        c,
+        status=MessageStatus.queued,
+        next_attempt_at=now + _backoff(settings, attempts),
+        last_error=error,
+    )
+    return True
 
 
 def _classify(exc: Exception) -> tuple[int | None, bool]:
@@ -236,23 +312,10 @@ async def _deliver_batch(
                     if _finish(engine, c, status=MessageStatus.failed, last_error=error):
                         bounced += recipient and _bounce(engine, c, error, now)
                     continue
-                with unit_of_work(engine) as session:
-                    attempts = session.scalar(
-                        select(OutboxMessage.attempts).where(OutboxMessage.id == c.id)
-                    )
-                attempts = attempts or 1
-                if attempts >= settings.mail_max_attempts:
-                    failed += 1
-                    _finish(engine, c, status=MessageStatus.failed, last_error=error)
-                else:
+                if retry_later(engine, c, settings, now, error):
                     retried += 1
-                    _finish(
-                        engine,
-                        c,
-                        status=MessageStatus.queued,
-                        next_attempt_at=now + _backoff(settings, attempts),
-                        last_error=error,
-                    )
+                else:
+                    failed += 1
                 continue
             on_sent(engine, c, now)
             sent += 1
@@ -275,6 +338,7 @@ def _bounce(engine: Engine | None, c: Claimed, error: str, now: datetime) -> boo
         consents.suppress(
             session, store, msg.channel, msg.recipient, SuppressionReason.hard_bounce, error, now
         )
+        tracking.add_event(session, msg, EventKind.bounce, now, permanent=True, detail=error)
         return True
 
 
@@ -300,3 +364,85 @@ def deliver(
     if not batch:
         return DeliveryRun()
     return run_coroutine(_deliver_batch(engine, batch, now, settings, on_sent))
+
+
+# -- the delivery loop (patron worker, patron serve) ----------------------------------------
+
+
+def mail_configured(settings: Settings) -> bool:
+    """Whether SMTP is configured: ``PATRON_SMTP_HOST`` is set (the default host is only
+    a default, and a worker must not pile up retries against a relay nobody set up)."""
+    return "smtp_host" in settings.model_fields_set
+
+
+def deliver_due(
+    engine: Engine | None = None,
+    *,
+    limit: int = 100,
+    now: datetime | None = None,
+    settings: Settings | None = None,
+    store_slug: str | None = None,
+) -> tuple[DeliveryRun, DeliveryRun]:
+    """One delivery pass over every store (or one): mail over SMTP when it is configured,
+    and the messages of channels whose webhook is enabled. Returns (mail, webhook)."""
+    from patron.campaigns import webhook
+
+    settings = settings or get_settings()
+    mail = DeliveryRun()
+    if mail_configured(settings):
+        mail = deliver(engine, store_slug, limit=limit, now=now, settings=settings)
+    hooks = webhook.deliver(engine, store_slug, limit=limit, now=now, settings=settings)
+    return mail, hooks
+
+
+class DeliveryLoop:
+    """Delivers the outbox on a thread of its own, every ``interval`` seconds (at once
+    again when a batch was full). Not inside the jobs' per-store transactions: delivery
+    commits per message and waits on the network. Does nothing while neither SMTP
+    (``PATRON_SMTP_HOST``) nor any channel webhook is configured."""
+
+    def __init__(
+        self, engine: Engine | None, interval: float, settings: Settings | None = None
+    ) -> None:
+        self.engine = engine
+        self.interval = interval
+        self.settings = settings or get_settings()
+        self.runs = 0
+        self.sent = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name="patron-delivery", daemon=True)
+            self._thread.start()
+
+    def stop(self, timeout: float = 30) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def run_once(
+        self, limit: int = 100, store_slug: str | None = None
+    ) -> tuple[DeliveryRun, DeliveryRun]:
+        mail, hooks = deliver_due(
+            self.engine, limit=limit, settings=self.settings, store_slug=store_slug
+        )
+        self.runs += 1
+        self.sent += mail.sent + hooks.sent
+        return mail, hooks
+
+    def _loop(self) -> None:
+        limit = 100
+        while not self._stop.is_set():
+            full = False
+            try:
+                mail, hooks = self.run_once(limit)
+                if mail.claimed or hooks.claimed:
+                    log.info("delivery: mail %s; webhooks %s", mail, hooks)
+                full = mail.claimed >= limit or hooks.claimed >= limit
+            except Exception:
+                log.exception("delivery failed")
+            if not full:
+                self._stop.wait(self.interval)

@@ -23,14 +23,16 @@ from datetime import datetime
 from typing import Any
 
 import jinja2
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from patron.campaigns import tracking
 from patron.campaigns.consent import address_of, consents, normalize
-from patron.campaigns.models import MessageStatus, OutboxMessage
+from patron.campaigns.models import DeliverySettings, MessageStatus, OutboxMessage
+from patron.campaigns.schemas import DeliverySettingsOut
 from patron.customers.models import Channel, Customer
 from patron.feedback.service import invitations, lang_of, public_base
-from patron.kit.clock import as_utc_or_now, local_date
+from patron.kit.clock import as_utc, as_utc_or_now, local_date, utcnow
 from patron.kit.repository import insert_ignoring_conflicts, table_of
 from patron.stores.models import Store
 
@@ -59,7 +61,7 @@ SUBJECTS: dict[str, dict[str, str]] = {
 class Rendered:
     subject: str
     text: str
-    html: str
+    html: str = ""  # none for SMS, WeChat and push: ``text`` is the message
 
 
 def render(kind: str, lang: str, subject_key: str | None = None, **context: Any) -> Rendered:
@@ -101,10 +103,19 @@ class Outbox:
         needs_consent: bool = True,
         channel: Channel = Channel.email,
         now: datetime | None = None,
+        not_before: datetime | None = None,
+        base_url: str | None = None,
+        track: bool = True,
     ) -> tuple[int, bool]:
         """Queue a message unless one with ``key`` exists in the store; returns (its id,
-        whether it is new). Idempotent under concurrency (the unique key decides)."""
+        whether it is new). Idempotent under concurrency (the unique key decides).
+
+        ``channel``: email goes over SMTP; SMS, WeChat and push to the store's channel
+        webhook (``mail.text`` is the message). ``not_before``: not sent earlier (quiet
+        hours). An email's HTML gets tracked links and an open pixel (``track``; links
+        point at ``base_url``, default ``PATRON_SURVEY_BASE_URL`` or the API's URL)."""
         now = as_utc_or_now(now)
+        email = channel is Channel.email
         table = table_of(OutboxMessage)
         stmt = insert_ignoring_conflicts(session, table, "store_id", "key").values(
             store_id=store.id,
@@ -116,16 +127,18 @@ class Outbox:
             recipient=normalize(channel, recipient),
             subject=mail.subject[:255],
             body_text=mail.text,
-            body_html=mail.html,
-            headers=dict(headers or {}),
+            body_html=(mail.html or None) if email else None,
+            headers=dict(headers or {}) if email else {},
             message_id=f"<{uuid.uuid4().hex}@patron>",
             status=MessageStatus.queued.value,
             attempts=0,
-            next_attempt_at=now,
+            next_attempt_at=max(now, as_utc(not_before)) if not_before else now,
             created_at=now,
         )
         new_id = session.execute(stmt.returning(table.c.id)).scalar()
         if new_id is not None:
+            if email and track and mail.html:
+                self._track(session, store, int(new_id), mail.html, headers, base_url)
             return int(new_id), True
         found = session.scalar(
             select(OutboxMessage.id).where(
@@ -134,6 +147,29 @@ class Outbox:
         )
         assert found is not None
         return int(found), False
+
+    def _track(
+        self,
+        session: Session,
+        store: Store,
+        message_id: int,
+        body_html: str,
+        headers: dict[str, str] | None,
+        base_url: str | None,
+    ) -> None:
+        """Rewrite a new message's links to tracked ones and add its open pixel."""
+        base = public_base(base_url)
+        skip = [f"{base}/u/"]  # the unsubscribe link is never tracked
+        for target in (headers or {}).get("List-Unsubscribe", "").split(","):
+            if target.strip().startswith("<http"):
+                skip.append(target.strip(" <>"))
+        body, links = tracking.instrument(body_html, store, message_id, base, skip=tuple(skip))
+        session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id == message_id)
+            .values(body_html=body, links=links)
+            .execution_options(synchronize_session=False)
+        )
 
     def enqueue_survey_invitations(
         self,
@@ -191,6 +227,7 @@ class Outbox:
                     mail=mail,
                     headers=headers,
                     now=now,
+                    base_url=base,
                 )
                 invitations.mark_sent(session, store, item.invitation_id, now, base_url=base)
                 queued += created
@@ -231,6 +268,36 @@ class Outbox:
             needs_consent=False,
             now=now,
         )
+
+    # -- per-store delivery settings ------------------------------------------------------
+
+    def delivery_settings(self, session: Session, store: Store) -> DeliverySettingsOut:
+        row = session.get(DeliverySettings, store.id)
+        if row is None:
+            return DeliverySettingsOut(survey_invitations_by_mail=False, updated_at=None)
+        return DeliverySettingsOut(
+            survey_invitations_by_mail=row.survey_invitations_by_mail, updated_at=row.updated_at
+        )
+
+    def set_delivery_settings(
+        self, session: Session, store: Store, survey_invitations_by_mail: bool
+    ) -> DeliverySettingsOut:
+        row = session.get(DeliverySettings, store.id)
+        now = utcnow()
+        if row is None:
+            row = DeliverySettings(store_id=store.id, updated_at=now)
+            session.add(row)
+        row.survey_invitations_by_mail, row.updated_at = survey_invitations_by_mail, now
+        session.flush()
+        return self.delivery_settings(session, store)
+
+    def run_step(self, session: Session, store: Store, now: datetime | None = None) -> int:
+        """The jobs' step: queue the due survey invitations when the store lets Patron
+        mail them (``survey_invitations_by_mail``); returns how many were queued."""
+        row = session.get(DeliverySettings, store.id)
+        if row is None or not row.survey_invitations_by_mail:
+            return 0
+        return self.enqueue_survey_invitations(session, store, now).queued
 
     def counts(self, session: Session, store: Store | None = None) -> dict[MessageStatus, int]:
         """Messages by status (every status present, zero included)."""

@@ -13,7 +13,10 @@
   derived traits; the external id becomes ``erased-<hmac>`` (a pseudonym that no one
   can turn back into the store's id, but the same on every call: erasure is idempotent);
   touchpoints' data; review titles and texts; free-text survey answers; ticket subjects,
-  requesters, message bodies and authors; refund payloads; confirmed addresses;
+  requesters, message bodies and authors; refund payloads; confirmed addresses; the
+  address, subject, bodies and links of the customer's outbox messages (queued ones are
+  never sent) and the URLs of their tracking events (the rows and their kinds stay, so
+  a campaign's counts stay true);
 - *added*: every address the customer had is suppressed by its hash only, so the store's
   next import can never make Patron write to them again; all consents are withdrawn;
   and a ``privacy_events`` row records who erased whom, and when.
@@ -26,11 +29,19 @@ import hmac
 from dataclasses import asdict
 from typing import Any
 
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from patron.campaigns import repository as repo
 from patron.campaigns.consent import address_of, consents
-from patron.campaigns.models import PrivacyAction, PrivacyEvent, SuppressionReason
+from patron.campaigns.models import (
+    CampaignEvent,
+    MessageStatus,
+    OutboxMessage,
+    PrivacyAction,
+    PrivacyEvent,
+    SuppressionReason,
+)
 from patron.campaigns.schemas import ErasureOut
 from patron.customers.models import Channel, Customer
 from patron.errors import NotFound
@@ -79,6 +90,83 @@ def _columns(customer: Customer) -> dict[str, Any]:
     return {c.key: getattr(customer, c.key) for c in Customer.__mapper__.column_attrs}
 
 
+_MESSAGE_FIELDS = (
+    "id",
+    "kind",
+    "key",
+    "channel",
+    "recipient",
+    "subject",
+    "body_text",
+    "body_html",
+    "message_id",
+    "status",
+    "attempts",
+    "last_error",
+    "created_at",
+    "sent_at",
+)
+_EVENT_FIELDS = ("message_id", "kind", "url", "permanent", "machine", "detail", "occurred_at")
+
+
+def delivery_data(session: Session, store_id: int, customer_id: int) -> dict[str, Any]:
+    """The customer's outbox messages (as rendered) and their tracking events."""
+    messages = list(
+        session.scalars(
+            select(OutboxMessage)
+            .where(OutboxMessage.store_id == store_id, OutboxMessage.customer_id == customer_id)
+            .order_by(OutboxMessage.id)
+        )
+    )
+    events = session.scalars(
+        select(CampaignEvent)
+        .where(CampaignEvent.message_id.in_([m.id for m in messages]))
+        .order_by(CampaignEvent.id)
+    )
+    return {
+        "campaign_messages": [{f: getattr(m, f) for f in _MESSAGE_FIELDS} for m in messages],
+        "campaign_events": [{f: getattr(e, f) for f in _EVENT_FIELDS} for e in events],
+    }
+
+
+def erase_delivery_data(session: Session, store_id: int, customer_id: int) -> None:
+    """Blank the customer's messages (address, subject, bodies, links) and their events'
+    URLs and agents; queued ones will never go. The rows stay, with their status and
+    event kinds, so a campaign's counts stay true."""
+    mine = select(OutboxMessage.id).where(
+        OutboxMessage.store_id == store_id, OutboxMessage.customer_id == customer_id
+    )
+    session.execute(
+        update(OutboxMessage)
+        .where(
+            OutboxMessage.id.in_(mine),
+            OutboxMessage.status.in_([MessageStatus.queued, MessageStatus.sending]),
+        )
+        .values(status=MessageStatus.suppressed)
+        .execution_options(synchronize_session=False)
+    )
+    session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.id.in_(mine))
+        .values(
+            recipient="",
+            subject="",
+            body_text="",
+            body_html=None,
+            headers={},
+            links=None,
+            last_error=None,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    session.execute(
+        update(CampaignEvent)
+        .where(CampaignEvent.message_id.in_(mine))
+        .values(url=None, ua_hash=None, detail=None)
+        .execution_options(synchronize_session=False)
+    )
+
+
 def export(session: Session, store: Store, external_id: str, actor: str) -> dict[str, Any]:
     """Everything Patron holds on a customer (JSON-ready after ``jsonable_encoder``)."""
     customer, _ = _customer(session, store, external_id)
@@ -91,6 +179,7 @@ def export(session: Session, store: Store, external_id: str, actor: str) -> dict
         "customer": profile,
         "points_balance": asdict(ledger.balance(session, store, customer.id)),
         **data,
+        **delivery_data(session, store.id, customer.id),
         "privacy_events": [
             {"action": e.action.value, "actor": e.actor, "occurred_at": e.occurred_at}
             for e in repo.events(session, store.id, customer.id)
@@ -115,6 +204,7 @@ def erase(session: Session, store: Store, external_id: str, actor: str) -> Erasu
             erased_at=done[-1].occurred_at if done else customer.updated_at,
         )
     repo.erase_customer_data(session, store.id, customer.id, PLACEHOLDER)
+    erase_delivery_data(session, store.id, customer.id)
     suppressed = 0
     for channel in Channel:
         consents.record(session, store, customer, channel, False, "erasure", now)

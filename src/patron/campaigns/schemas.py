@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from patron.campaigns.models import SuppressionReason
 from patron.customers.models import Channel
@@ -81,3 +82,57 @@ class ExportOut(BaseModel):
     store: str
     customer: dict[str, Any]
     points_balance: dict[str, Any]
+
+
+# -- delivery: channel webhooks, bounces, settings ------------------------------------------
+
+
+class ChannelEndpointIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(min_length=8, max_length=2048, description="The provider gateway (https).")
+    enabled: bool = True
+    rotate_secret: bool = Field(False, description="Issue a new signing secret (shown once).")
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http(s) URL with a host")
+        return value.strip()
+
+
+class ChannelEndpointOut(BaseModel):
+    channel: Channel
+    url: str
+    enabled: bool
+    secret: str | None = Field(
+        None, description="The signing secret: only when issued (creation or rotation)."
+    )
+    created_at: datetime
+    updated_at: datetime
+
+
+class BounceIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    email: ShortText = Field(min_length=3, description="The address that bounced.")
+    type: Literal["hard", "soft", "complaint"]
+    message_id: ShortText | None = Field(None, description="The mail's Message-ID, if known.")
+
+
+class BounceOut(BaseModel):
+    action: Literal["hard_bounce", "soft_bounce", "complaint", "unmatched"]
+    message: int | None = Field(None, description="The outbox message matched, if any.")
+    suppressed: bool = Field(description="The address was newly suppressed.")
+
+
+class DeliverySettingsIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    survey_invitations_by_mail: bool
+
+
+class DeliverySettingsOut(DeliverySettingsIn):
+    updated_at: datetime | None

@@ -88,6 +88,7 @@ def demo_command(
     from patron.migrate import upgrade
     from patron.stores import repository as stores_repo
     from patron.stores.service import stores
+    from patron.web.staff import DEMO_PASSWORD, ensure_demo_staff
 
     engine = default_engine()
     upgrade(engine)
@@ -97,13 +98,25 @@ def demo_command(
         _fill(engine, customers, orders, seed, db)
     else:
         console.print(f"reusing the demo store in {db} (--fresh to rebuild it)")
+    if engine.dialect.name == "sqlite":  # planner statistics: per-customer reads use
+        with engine.begin() as conn:  # the customer index (the dashboard's 360 view)
+            conn.exec_driver_sql("ANALYZE")
     with unit_of_work(engine) as session:
         store = stores.get(session, DEMO_SLUG)
         _, key = stores.create_key(session, store, "demo", [Scope.admin])
         webhook_secret = store.webhook_secret
+        staff = ensure_demo_staff(session, store)
+        from patron.web.member import demo_member_link
+
+        member_url = demo_member_link(session, store, f"http://{host}:{port}")
     console.print(f"\n[bold]Admin API key[/bold] (store `{DEMO_SLUG}`): {key}")
+    console.print(f"Member page (a demo member, link valid 30 days): {member_url}", soft_wrap=True)
     console.print(f"Shopify webhook secret: {webhook_secret}")
     console.print(f"API docs: http://{host}:{port}/docs")
+    console.print(f"[bold]Dashboard[/bold]: http://{host}:{port}/login (English / 简体中文)")
+    for email, role in staff:
+        console.print(f"  {role.value:<8} {email}  password: {DEMO_PASSWORD}")
+    console.print("  (a fixed password for this synthetic demo store only: never reuse it)")
     console.print(
         f'Try: curl -H "Authorization: Bearer {key}" "http://{host}:{port}/v1/customers?limit=3"\n'
     )
@@ -200,6 +213,15 @@ def _fill(engine: Engine, customers: int, orders: int, seed: int, db: Path) -> N
         f"{filled.responses:,} survey answers, {filled.reviews:,} reviews, "
         f"{filled.tickets:,} tickets ({filled.follow_ups:,} follow-ups opened by unhappy "
         f"answers and reviews) in {time.perf_counter() - feedback_started:.1f}s"
+    )
+    from patron.demo.campaigns import fill_campaigns
+
+    campaigns_started = time.perf_counter()
+    with console.status("campaigns…"), unit_of_work(engine) as session:
+        made = fill_campaigns(session, stores.get(session, DEMO_SLUG))
+    console.print(
+        f"{made.campaigns} campaigns ({made.sent:,} messages sent, {made.held_out:,} held out) "
+        f"in {time.perf_counter() - campaigns_started:.1f}s"
     )
     console.print(
         f"demo store ready in {time.perf_counter() - started:.1f}s (ground truth in {data_dir})"

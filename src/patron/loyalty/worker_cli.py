@@ -34,7 +34,11 @@ def worker_command(
     surprise gifts are given; survey invitations go out for delivered orders and closed
     tickets (with reminders); support SLAs are checked (warnings, breaches, escalation).
     Idempotent: safe to run twice or alongside another worker (or `patron serve`, which
-    runs them too)."""
+    runs them too). The campaigns outbox is delivered on a thread of its own (every
+    PATRON_DELIVERY_INTERVAL_SECONDS) when SMTP (PATRON_SMTP_HOST) or a channel webhook
+    is configured; with --once, one delivery pass follows the jobs."""
+    from patron.campaigns.mailer import DeliveryLoop
+    from patron.config import get_settings
     from patron.db import unit_of_work
     from patron.errors import PatronError
     from patron.jobs import run_all
@@ -48,7 +52,10 @@ def worker_command(
         with unit_of_work() as session:
             return list(session.scalars(select(Store.slug).order_by(Store.id)))
 
+    delivery = DeliveryLoop(None, get_settings().delivery_interval_seconds)
     try:
+        if not once:
+            delivery.start()
         if backfill:
             for slug in slugs():
                 started = time.perf_counter()
@@ -75,6 +82,12 @@ def worker_command(
                 f"in {time.perf_counter() - started:.2f}s"
             )
             if once:
+                mail, hooks = delivery.run_once(store_slug=store)
+                console.log(
+                    f"delivery: {mail.sent:,} mails, {hooks.sent:,} webhook messages sent; "
+                    f"{mail.retried + hooks.retried:,} to retry, "
+                    f"{mail.failed + hooks.failed:,} failed"
+                )
                 if failed:
                     raise typer.Exit(1)
                 return
@@ -84,3 +97,5 @@ def worker_command(
         raise typer.Exit(1) from exc
     except KeyboardInterrupt:
         console.log("worker stopped")
+    finally:
+        delivery.stop()
