@@ -1,0 +1,21 @@
+"""Segment speed (placeholder: filled by the segments work).
+
+Revision ID: 0020
+Revises: 0019
+Create Date: 2026-11-26 05:25:00
+"""
+
+from collections.abc import Sequence
+
+revision: str = "0020"
+down_revision: str | None = "0019"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    pass
+
+
+def downgrade() -> None:
+    pass
