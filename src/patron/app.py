@@ -7,6 +7,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio
+import anyio.to_thread
 from fastapi import FastAPI, Response
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import PlainTextResponse
@@ -81,6 +83,35 @@ class MeasureLatency:
             LATENCY.labels(scope["method"], path, str(status)).observe(time.perf_counter() - start)
 
 
+class AdmissionLimit:
+    """At most a worker-thread pool's worth of requests in progress; more wait here, on
+    the event loop, in arrival order.
+
+    A sync route runs in several worker-thread hops (dependencies, the route, its answer)
+    and holds its database connection and row locks between them. Without a limit, a
+    burst can fill every worker thread with requests waiting for a lock (or a pooled
+    connection) that a request needing one more thread hop holds: nothing moves until
+    the pool times out. With fewer requests in progress than threads, a request holding
+    locks always finds a thread for its next hop.
+    """
+
+    MARGIN = 8  # threads left to everything else (``run_in_threadpool`` callers)
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self._slots: anyio.Semaphore | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if self._slots is None:
+            threads = int(anyio.to_thread.current_default_thread_limiter().total_tokens)
+            self._slots = anyio.Semaphore(max(1, threads - self.MARGIN))
+        async with self._slots:
+            await self.app(scope, receive, send)
+
+
 def create_app(engine: Engine | None = None, *, jobs_interval: float | None = None) -> FastAPI:
     """The API. ``jobs_interval``: also run the loyalty jobs (maturing, expiry, tiers,
     birthdays, referrals, surprises) every that many seconds while the app is up."""
@@ -109,7 +140,8 @@ def create_app(engine: Engine | None = None, *, jobs_interval: float | None = No
     app.state.sessionmaker = session_factory(app.state.engine)
     errors.install(app)
 
-    app.add_middleware(MeasureLatency)
+    app.add_middleware(AdmissionLimit)
+    app.add_middleware(MeasureLatency)  # outermost: latency includes waiting for a slot
 
     @app.get("/healthz", tags=["ops"])
     def healthz() -> dict[str, str]:

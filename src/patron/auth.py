@@ -22,8 +22,9 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy import event, inspect, select
+from sqlalchemy import event, inspect, or_, select, update
 from sqlalchemy.orm import Session, make_transient_to_detached
+from starlette.concurrency import run_in_threadpool
 
 from patron.errors import Forbidden, Unauthorized
 from patron.kit.clock import utcnow
@@ -194,6 +195,33 @@ def _cached_principal(session: Session, authorization: str | None) -> Principal 
     return Principal(store=store, scopes=entry.scopes, key_id=entry.key_id)
 
 
+def _stamp_at_commit(session: Session, key_id: int, now: datetime) -> None:
+    """Record the key's use as the request commits, not before.
+
+    Not on the ORM object: its UPDATE would be flushed by the request's first query and
+    hold the key's row lock for the whole request; every other request of the key would
+    queue behind it — under load, in worker threads that the lock holder then needs
+    for its next step (a deadlock until the pool times out). Written just before COMMIT,
+    the lock lasts a round trip; a concurrent request that stamped it first wins and
+    this one writes nothing."""
+
+    def stamp(s: Session) -> None:
+        s.execute(
+            update(ApiKey)
+            .where(
+                ApiKey.id == key_id,
+                or_(
+                    ApiKey.last_used_at.is_(None),
+                    ApiKey.last_used_at < now - timedelta(hours=1),
+                ),
+            )
+            .values(last_used_at=now)
+            .execution_options(synchronize_session=False)
+        )
+
+    event.listen(session, "before_commit", stamp, once=True)
+
+
 def authenticate(session: Session, authorization: str | None) -> Principal:
     if not authorization or not authorization.lower().startswith("bearer "):
         raise Unauthorized("Missing bearer token: send `Authorization: Bearer <API key>`.")
@@ -220,10 +248,8 @@ def authenticate(session: Session, authorization: str | None) -> Principal:
     now = utcnow()
     last_used_at = key.last_used_at
     # Usage is recorded at most hourly: enough to find unused keys, no write per request.
-    # Set on the object, so it is written at commit: an UPDATE now would hold the key's
-    # row lock for the whole request and queue every other request of that key behind it.
     if last_used_at is None or now - last_used_at > timedelta(hours=1):
-        key.last_used_at = now
+        _stamp_at_commit(session, key.id, now)
         last_used_at = now
     scopes: set[Scope] = set()
     for name in key.scopes.split():
@@ -257,13 +283,19 @@ bearer = HTTPBearer(auto_error=False, description="An API key (`pk_…`) or a me
 
 
 def require(scope: Scope) -> object:
-    def dependency(
+    # Async: a recently verified key (no query, no I/O) is resolved on the event loop
+    # without a worker-thread hop; a key to check against the database is checked in a
+    # worker thread, never on the loop (blocking it on a query or on the connection pool
+    # would stall every request of this worker).
+    async def dependency(
         request: Request,
         session: SessionDep,
         _declared: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     ) -> Principal:
         header = request.headers.get("authorization")
-        principal = _cached_principal(session, header) or authenticate(session, header)
+        principal = _cached_principal(session, header)
+        if principal is None:
+            principal = await run_in_threadpool(authenticate, session, header)
         if scope not in principal.scopes:
             raise Forbidden(f"This endpoint needs the `{scope.value}` scope.")
         return principal

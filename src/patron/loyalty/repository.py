@@ -9,6 +9,7 @@ from typing import Any, NamedTuple
 
 from sqlalchemy import Table, and_, bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.sql import Executable
 
 from patron.customers.models import Customer
 from patron.kit.repository import (
@@ -64,11 +65,28 @@ BALANCE_COLUMNS = (
 )
 _ACCOUNT = select(*(ACCOUNTS.c[name] for name in Account._fields))
 
+# The single-member statements of the hot paths (an earn, a redemption, a balance) are
+# built once with bound parameters: building a statement and its cache key costs more
+# CPU than the round trip it makes.
+_MEMBER_ACCOUNT = _ACCOUNT.where(
+    ACCOUNTS.c.store_id == bindparam("store_id"),
+    ACCOUNTS.c.customer_id == bindparam("customer_id"),
+)
+_LOCK_ACCOUNT = _MEMBER_ACCOUNT.with_for_update()
+_CUSTOMER_BY_EXTERNAL_ID = select(Customer.__table__.c.id).where(
+    Customer.__table__.c.store_id == bindparam("store_id"),
+    Customer.__table__.c.external_id == bindparam("external_id"),
+)
+_CUSTOMER_IN_STORE = select(Customer.__table__.c.id).where(
+    Customer.__table__.c.store_id == bindparam("store_id"),
+    Customer.__table__.c.id == bindparam("customer_id"),
+)
+
 # -- accounts ------------------------------------------------------------------------
 
 
-def _account(session: Session, query: Any) -> Account | None:
-    row = session.execute(query).first()
+def _account(session: Session, query: Any, params: dict[str, Any] | None = None) -> Account | None:
+    row = session.execute(query, params).first()
     return None if row is None else Account(*row)
 
 
@@ -80,10 +98,7 @@ def lock_account(session: Session, store_id: int, customer_id: int) -> Account |
     state. On PostgreSQL it is ``SELECT ... FOR UPDATE``; SQLite takes its database-wide
     write lock at ``BEGIN IMMEDIATE`` already.
     """
-    query = _ACCOUNT.where(
-        ACCOUNTS.c.store_id == store_id, ACCOUNTS.c.customer_id == customer_id
-    ).with_for_update()
-    return _account(session, query)
+    return _account(session, _LOCK_ACCOUNT, {"store_id": store_id, "customer_id": customer_id})
 
 
 def lock_accounts(session: Session, store_id: int, customer_ids: Sequence[int]) -> list[Account]:
@@ -103,8 +118,47 @@ def lock_accounts_by_id(session: Session, account_ids: Sequence[int]) -> list[Ac
 
 
 def get_account(session: Session, store_id: int, customer_id: int) -> Account | None:
-    query = _ACCOUNT.where(ACCOUNTS.c.store_id == store_id, ACCOUNTS.c.customer_id == customer_id)
-    return _account(session, query)
+    return _account(session, _MEMBER_ACCOUNT, {"store_id": store_id, "customer_id": customer_id})
+
+
+_EXPIRING = (
+    LOTS.c.currency == Currency.points,
+    LOTS.c.remaining > 0,
+    LOTS.c.expires_at > bindparam("now"),
+    LOTS.c.expires_at <= bindparam("until"),
+)
+# The account with its points expiring in (now, until], one row per expiry date (one row
+# of NULLs when none): a balance answer in one round trip.
+_ACCOUNT_AND_EXPIRING = (
+    select(
+        *(ACCOUNTS.c[name] for name in Account._fields),
+        LOTS.c.expires_at,
+        func.sum(LOTS.c.remaining),
+    )
+    .select_from(ACCOUNTS.outerjoin(LOTS, and_(LOTS.c.account_id == ACCOUNTS.c.id, *_EXPIRING)))
+    .where(
+        ACCOUNTS.c.store_id == bindparam("store_id"),
+        ACCOUNTS.c.customer_id == bindparam("customer_id"),
+    )
+    .group_by(*(ACCOUNTS.c[name] for name in Account._fields), LOTS.c.expires_at)
+    .order_by(LOTS.c.expires_at)
+)
+
+
+def account_and_expiring(
+    session: Session, store_id: int, customer_id: int, now: datetime, until: datetime
+) -> tuple[Account | None, list[tuple[datetime, int]]]:
+    """``get_account`` and ``expiring_lots`` in one statement."""
+    rows = session.execute(
+        _ACCOUNT_AND_EXPIRING,
+        {"store_id": store_id, "customer_id": customer_id, "now": now, "until": until},
+    ).all()
+    if not rows:
+        return None, []
+    width = len(Account._fields)
+    account = Account(*rows[0][:width])
+    expiring = [(r[width], int(r[width + 1])) for r in rows if r[width] is not None]
+    return account, expiring
 
 
 def create_account(session: Session, store_id: int, customer_id: int, now: datetime) -> None:
@@ -129,27 +183,26 @@ def update_balances(session: Session, rows: list[dict[str, Any]], now: datetime)
     """New cached balances by account id; each bumps the account's version."""
     if not rows:
         return
-    stmt = (
-        update(ACCOUNTS)
-        .where(ACCOUNTS.c.id == bindparam("_id"))
-        .values(
-            {
-                **{name: bindparam(name) for name in BALANCE_COLUMNS},
-                "version": ACCOUNTS.c.version + 1,
-                "updated_at": now,
-            }
-        )
+    params = [{**{n: r[n] for n in BALANCE_COLUMNS}, "_id": r["id"], "_now": now} for r in rows]
+    session.connection().execute(_UPDATE_BALANCES, params[0] if len(params) == 1 else params)
+
+
+_UPDATE_BALANCES = (
+    update(ACCOUNTS)
+    .where(ACCOUNTS.c.id == bindparam("_id"))
+    .values(
+        {
+            **{name: bindparam(name) for name in BALANCE_COLUMNS},
+            "version": ACCOUNTS.c.version + 1,
+            "updated_at": bindparam("_now", type_=ACCOUNTS.c.updated_at.type),
+        }
     )
-    session.connection().execute(
-        stmt, [{**{n: r[n] for n in BALANCE_COLUMNS}, "_id": r["id"]} for r in rows]
-    )
+)
 
 
 def customer_in_store(session: Session, store_id: int, customer_id: int) -> bool:
-    found = session.scalar(
-        select(Customer.id).where(Customer.store_id == store_id, Customer.id == customer_id)
-    )
-    return found is not None
+    params = {"store_id": store_id, "customer_id": customer_id}
+    return session.scalar(_CUSTOMER_IN_STORE, params) is not None
 
 
 def customers_in_store(session: Session, store_id: int, customer_ids: Sequence[int]) -> set[int]:
@@ -164,23 +217,26 @@ def customers_in_store(session: Session, store_id: int, customer_ids: Sequence[i
 
 
 def customer_id_by_external_id(session: Session, store_id: int, external_id: str) -> int | None:
-    return session.scalar(
-        select(Customer.id).where(
-            Customer.store_id == store_id, Customer.external_id == external_id
-        )
-    )
+    params = {"store_id": store_id, "external_id": external_id}
+    found: int | None = session.scalar(_CUSTOMER_BY_EXTERNAL_ID, params)
+    return found
 
 
 # -- entries -------------------------------------------------------------------------
 
 
+_ENTRIES_BY_KEY = (
+    select(ENTRIES)
+    .where(
+        ENTRIES.c.store_id == bindparam("store_id"), ENTRIES.c.idempotency_key == bindparam("key")
+    )
+    .order_by(ENTRIES.c.seq)
+)
+
+
 def entries_by_key(session: Session, store_id: int, key: str) -> Sequence[Any]:
     """The entries of one event (rows with every column), in order."""
-    return session.execute(
-        select(ENTRIES)
-        .where(ENTRIES.c.store_id == store_id, ENTRIES.c.idempotency_key == key)
-        .order_by(ENTRIES.c.seq)
-    ).all()
+    return session.execute(_ENTRIES_BY_KEY, {"store_id": store_id, "key": key}).all()
 
 
 def _insert_many(
@@ -194,10 +250,31 @@ def _insert_many(
     """INSERT rows in list order (ids ascend with it) [ON CONFLICT (conflict) DO NOTHING]
     [RETURNING]."""
     plain = [{name: _plain(value) for name, value in row.items()} for row in rows]
+    if len(plain) == 1:  # the single events of the API: one prebuilt statement
+        stmt = _insert_one(session, table, tuple(conflict), tuple(returning))
+        result = session.execute(stmt, plain[0])
+        return [tuple(row) for row in result] if returning else []
     found = insert_rows(
         session, table, plain, conflict=conflict, returning=returning, in_list_order=True
     )
     return [tuple(row) for row in found]
+
+
+_INSERTS: dict[tuple[str, str, tuple[str, ...], tuple[str, ...]], Executable] = {}
+
+
+def _insert_one(
+    session: Session, table: Table, conflict: tuple[str, ...], returning: tuple[str, ...]
+) -> Executable:
+    """INSERT [ON CONFLICT (conflict) DO NOTHING] [RETURNING returning], built once per
+    table and dialect; the row's values come as parameters."""
+    key = (session.get_bind().dialect.name, table.name, conflict, returning)
+    stmt = _INSERTS.get(key)
+    if stmt is None:
+        base = insert_ignoring_conflicts(session, table, *conflict) if conflict else table.insert()
+        stmt = base.returning(*(table.c[c] for c in returning)) if returning else base
+        _INSERTS[key] = stmt
+    return stmt
 
 
 def _plain(value: Any) -> Any:
@@ -287,8 +364,22 @@ _LOT = select(
 _HOLD = select(*(HOLDS.c[n] for n in ("id", "entry_id", "amount", "expires_at", "state")))
 
 
+_LIVE_LOTS_OF_ONE = _LOT.add_columns(LOTS.c.account_id).where(
+    LOTS.c.account_id == bindparam("account_id"), or_(LOTS.c.remaining > 0, LOTS.c.pending)
+)
+_DUE_LOTS_OF_ONE = _LOT.add_columns(LOTS.c.account_id).where(
+    LOTS.c.account_id == bindparam("account_id"),
+    or_(
+        and_(LOTS.c.pending, LOTS.c.available_at <= bindparam("now")),
+        and_(LOTS.c.remaining > 0, LOTS.c.expires_at <= bindparam("now")),
+    ),
+)
+
+
 def live_lots(session: Session, account_ids: Sequence[int]) -> list[Any]:
     """Lots with points left or still pending (those the rules can touch)."""
+    if len(account_ids) == 1:
+        return list(session.execute(_LIVE_LOTS_OF_ONE, {"account_id": account_ids[0]}))
     found: list[Any] = []
     for chunk in chunks(list(account_ids)):
         query = _LOT.add_columns(LOTS.c.account_id).where(
@@ -301,6 +392,9 @@ def live_lots(session: Session, account_ids: Sequence[int]) -> list[Any]:
 def due_lots(session: Session, account_ids: Sequence[int], now: datetime) -> list[Any]:
     """The lots of these accounts that are due by ``now``: pending ones whose return
     window has passed, and ones with points left whose expiry has passed."""
+    if len(account_ids) == 1:
+        params = {"account_id": account_ids[0], "now": now}
+        return list(session.execute(_DUE_LOTS_OF_ONE, params))
     found: list[Any] = []
     for chunk in chunks(list(account_ids)):
         query = _LOT.add_columns(LOTS.c.account_id).where(

@@ -707,11 +707,10 @@ class LedgerService:
     ) -> tuple[Balance, list[tuple[datetime, int]]]:
         """``balance`` and ``expiring`` together, reading the account once."""
         now = _now(now)
-        account = repo.get_account(session, store.id, customer_id)
-        if account is None:
-            return Balance(customer_id), []
-        expiring = repo.expiring_lots(session, account.id, now, now + within)
-        return _balance(customer_id, account), expiring
+        account, expiring = repo.account_and_expiring(
+            session, store.id, customer_id, now, now + within
+        )
+        return _balance(customer_id, account), [(as_utc(at), n) for at, n in expiring]
 
     def history(
         self,
@@ -805,7 +804,9 @@ class LedgerService:
         first = repo.entries_by_key(session, store.id, key)
         if first:
             return _replay(key, digest, first)
-        book = self._load_books(session, [account])[account.id]
+        # An earning only adds lots: it needs those due by now, not the member's history.
+        due_by = now if op == "earn" else None
+        book = self._load_books(session, [account], due_by=due_by)[account.id]
         events = self._catch_up(account, book, now)
         try:
             apply(book, account)

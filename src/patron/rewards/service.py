@@ -14,7 +14,6 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from patron.errors import Conflict, Invalid, NotFound
@@ -149,6 +148,14 @@ class RewardService:
             raise NotFound(f"No customer with external id {external_id!r} in this store.")
         return found
 
+    def lock_customer(self, session: Session, store: Store, external_id: str) -> int:
+        """``customer_id``, with the customer's row locked as ``redeem`` locks it (pass
+        ``customer_locked=True`` there): one statement instead of two."""
+        found = repo.lock_customer_by_external_id(session, store.id, external_id)
+        if found is None:
+            raise NotFound(f"No customer with external id {external_id!r} in this store.")
+        return found
+
     # -- catalogue -----------------------------------------------------------------------
 
     def _member(
@@ -215,13 +222,17 @@ class RewardService:
         key: str,
         api_key_id: int | None = None,
         now: datetime | None = None,
+        customer_locked: bool = False,
     ) -> Redeemed:
         """Redeem a reward for a member, once per ``key``: a replay returns the first
-        result; the key with another reward or member is refused (409)."""
+        result; the key with another reward or member is refused (409).
+
+        ``customer_locked``: the caller locked the customer's row in this transaction
+        already (``lock_customer``)."""
         now = _now(now)
         key = _check_key(key)
         digest = payload_hash({"op": "redeem", "reward_id": reward_id, "customer_id": customer_id})
-        if not repo.lock_customer(session, store.id, customer_id):
+        if not customer_locked and not repo.lock_customer(session, store.id, customer_id):
             raise NotFound("This customer does not exist in this store.")
         first = repo.redemption_by_key(session, store.id, key)
         if first is not None:
@@ -233,9 +244,25 @@ class RewardService:
                 f"reward_id: {reward_id!r} is points as cash, used at checkout "
                 "(/v1/checkout/points/...)"
             )
-        member = self._member(session, store, program, customer_id, reward, now)
-        issued = repo.inventory(session, store.id).get(reward.id, (0, 0))[0]
-        refusals = domain.eligibility(program, reward, member, domain.stock_left(reward, issued))
+        since = None
+        if reward.per_customer is not None:
+            since = domain.limit_start(reward.per_customer, now, store.timezone)
+        state = repo.redeem_state(
+            session,
+            store.id,
+            customer_id,
+            reward.id,
+            count=reward.per_customer is not None,
+            since=since,
+        )
+        member = MemberState(
+            tier=domain.tier_code(program, state.tier),
+            is_member=state.is_member,
+            points_available=state.points_available,
+            used_in_period=state.used,
+        )
+        stock_left = domain.stock_left(reward, state.issued)
+        refusals = domain.eligibility(program, reward, member, stock_left)
         if refusals:
             first_refusal = refusals[0]
             error = OutOfStock if first_refusal.code == domain.Why.out_of_stock else NotEligible
@@ -244,16 +271,26 @@ class RewardService:
                 reason=first_refusal.code.value,
                 reasons=[{"code": r.code.value, "message": r.message} for r in refusals],
             )
-        row = self._new_row(session, store, program, customer_id, reward, key, digest, now)
-        row.api_key_id = api_key_id
         points = domain.cost(reward)
-        if points > 0:
-            row.ledger_key = f"reward:{key}"
+        ledger_key = f"reward:{key}" if points > 0 else None
+        row = self._new_row(
+            session,
+            store,
+            program,
+            customer_id,
+            reward,
+            key,
+            digest,
+            now,
+            ledger_key=ledger_key,
+            api_key_id=api_key_id,
+        )
+        if ledger_key is not None:
             ledger.redeem(
                 session,
                 store,
                 customer_id,
-                key=row.ledger_key,
+                key=ledger_key,
                 points=points,
                 reason=f"redeemed: {_name(reward)}"[:255],
                 ref=f"redemption:{row.id}",
@@ -324,11 +361,17 @@ class RewardService:
         digest: str,
         now: datetime,
         parent: Redemption | None = None,
+        *,
+        ledger_key: str | None = None,
+        api_key_id: int | None = None,
     ) -> Redemption:
+        """Insert the redemption row, claiming its key. The row is written by one Core
+        INSERT (no savepoint, no flush) and joins the session as loaded: later changes
+        to it (a draw's outcome) are written at the next flush."""
         cash = None
         if isinstance(reward, PointsPlusCashReward):
             cash = to_minor(reward.cash, program.currency)
-        row = Redemption(
+        values: dict[str, Any] = dict(
             store_id=store.id,
             customer_id=customer_id,
             reward_id=reward.id,
@@ -345,14 +388,22 @@ class RewardService:
             parent_id=None if parent is None else parent.id,
             prize_points=0,
             created_at=now,
+            ledger_key=ledger_key,
+            api_key_id=api_key_id,
+            # Stock is taken in this transaction right after (``_issue``); a reward out
+            # of stock raises there and the whole redemption rolls back.
+            stock_taken=True,
         )
-        try:
-            with session.begin_nested():  # another customer's request racing with this key
-                repo.add(session, row)
-        except IntegrityError:
+        # Another customer's request racing with this key: it waits for that one, then
+        # finds the key taken.
+        values.update(prize_id=None, draw=None, cancelled_at=None, cancel_reason=None)
+        row = repo.insert_loaded(
+            session, Redemption, values, conflict=("store_id", "idempotency_key")
+        )
+        if row is None:
             raise KeyReused(
                 f"Idempotency key {key!r} was used concurrently for another redemption."
-            ) from None
+            )
         return row
 
     def _issue(
@@ -372,7 +423,7 @@ class RewardService:
         if not isinstance(reward, CouponReward):
             return None
         terms = domain.terms_of(reward, program.currency)
-        coupon = Coupon(
+        values: dict[str, Any] = dict(
             store_id=store.id,
             customer_id=row.customer_id,
             redemption_id=row.id,
@@ -388,8 +439,12 @@ class RewardService:
             valid_from=now,
             valid_until=now + timedelta(days=reward.validity_days),
             created_at=now,
+            used_at=None,
+            order_external_id=None,
+            discount_minor=None,
         )
-        repo.add(session, coupon)
+        coupon = repo.insert_loaded(session, Coupon, values)
+        assert coupon is not None  # no ON CONFLICT: a code collision raises
         return coupon
 
     def _draw(
