@@ -9,10 +9,13 @@ average) until ``--lines`` lines: each customer has a favourite category (80% of
 lines, popularity within a category Zipf-like), 5% of lines refunded, 3% of orders
 cancelled. Rows are written with COPY from numpy arrays (seed 7).
 
-Then ``recommend.for_customers`` is timed for ``--batch`` customers who have orders plus
-1% without (the cold-start path), three times: load (the query of order lines),
-the matrices and the scoring are one call; the median is reported, with the process's
-peak memory.
+Then, before (``recommend.in_memory``: everything built from the orders on each call)
+and after (``recommend.for_customers``: the persisted neighbours) side by side: the
+rebuild (twice, commit included); one customer at a time for ``--singles`` customers
+drawn from the batch (``--before-singles`` of them in memory, ~2 s each); and the batch
+of ``--batch`` customers with orders plus 1% without (the cold-start path), three times
+each way, the answers compared customer by customer. ``--profile`` prints a cProfile of
+one rebuild and one batch.
 """
 
 from __future__ import annotations
@@ -25,9 +28,11 @@ import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from rich.console import Console
+from rich.table import Table
 from sqlalchemy import text
 
 from bench.ingest import Database
@@ -36,7 +41,7 @@ from patron.db import unit_of_work
 from patron.stores.service import stores
 
 NOW = datetime(2026, 11, 26, tzinfo=UTC)
-console = Console()
+console = Console(width=120)
 
 
 def _copy(db: Database, table: str, columns: str, lines: io.StringIO) -> None:
@@ -147,6 +152,10 @@ def main() -> None:
     parser.add_argument("--lines", type=int, default=1_000_000)
     parser.add_argument("--batch", type=int, default=100_000)
     parser.add_argument("--limit", type=int, default=3)
+    parser.add_argument("--singles", type=int, default=1000, help="Customers timed alone.")
+    parser.add_argument(
+        "--before-singles", type=int, default=5, help="Of which timed in memory (~2 s each)."
+    )
     parser.add_argument("--profile", action="store_true", help="Print a cProfile of a run.")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -184,25 +193,76 @@ def main() -> None:
                 import pstats
 
                 with unit_of_work(db.engine) as session, cProfile.Profile() as prof:
+                    recommend.rebuild(session, store_id)
                     recommend.for_customers(session, store_id, batch, limit=args.limit)
                 pstats.Stats(prof).sort_stats("cumulative").print_stats(25)
-            runs = []
-            filled = 0
-            for _ in range(3):
-                with unit_of_work(db.engine) as session:
-                    t = time.perf_counter()
-                    out = recommend.for_customers(session, store_id, batch, limit=args.limit)
-                    runs.append(time.perf_counter() - t)
-                filled = sum(1 for v in out.values() if len(v) == args.limit)
-            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-            console.print(
-                f"for_customers: {len(batch):,} customers ({len(cold):,} without history), "
-                f"limit {args.limit}: median {statistics.median(runs):.2f} s "
-                f"(runs {', '.join(f'{r:.2f}' for r in runs)}); {filled:,} with a full list; "
-                f"peak RSS {peak:.0f} MiB"
-            )
+            _compare(db, store_id, batch, len(cold), args)
         finally:
             db.close()
+
+
+def _ms(values: list[float], q: float) -> str:
+    return f"{np.quantile(np.array(values), q) * 1000:.1f}"
+
+
+def _compare(db: Database, store_id: int, batch: list[int], n_cold: int, args: Any) -> None:
+    """Rebuild, then before (in memory) and after (persisted) side by side."""
+    builds = []
+    for _ in range(2):
+        t = time.perf_counter()
+        with unit_of_work(db.engine) as session:
+            build = recommend.rebuild(session, store_id)
+        builds.append(time.perf_counter() - t)
+    console.print(
+        f"rebuild: {build.neighbours:,} neighbours of {build.products:,} products from "
+        f"{build.customers:,} customers: {', '.join(f'{b:.2f}' for b in builds)} s "
+        "(incl. commit)"
+    )
+    with unit_of_work(db.engine) as session:
+        t = time.perf_counter()
+        recommend.watermark(session, store_id)
+        console.print(f"watermark (the job's change check): {time.perf_counter() - t:.2f} s")
+    rng = np.random.default_rng(11)
+    singles = [int(c) for c in rng.choice(batch, size=min(args.singles, len(batch)), replace=False)]
+
+    def one(fn: Any, cid: int) -> float:
+        with unit_of_work(db.engine) as session:
+            t = time.perf_counter()
+            fn(session, store_id, [cid], limit=args.limit)
+            return time.perf_counter() - t
+
+    after_single = [one(recommend.for_customers, c) for c in singles]
+    before_single = [one(recommend.in_memory, c) for c in singles[: args.before_singles]]
+    runs: dict[str, list[float]] = {"before": [], "after": []}
+    answers: dict[str, dict[int, list[recommend.Suggestion]]] = {}
+    for _ in range(3):
+        for name, fn in (("before", recommend.in_memory), ("after", recommend.for_customers)):
+            with unit_of_work(db.engine) as session:
+                t = time.perf_counter()
+                answers[name] = fn(session, store_id, batch, limit=args.limit)
+                runs[name].append(time.perf_counter() - t)
+    same = sum(answers["before"][c] == answers["after"][c] for c in batch)
+    filled = sum(1 for v in answers["after"].values() if len(v) == args.limit)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    table = Table("", "before (in memory)", "after (persisted)")
+    table.add_row(
+        f"one customer, p50 / p99 ms ({len(before_single):,} / {len(singles):,} customers)",
+        f"{_ms(before_single, 0.5)} / {_ms(before_single, 0.99)}",
+        f"{_ms(after_single, 0.5)} / {_ms(after_single, 0.99)}",
+    )
+    for name in runs:
+        runs[name].sort()
+    table.add_row(
+        f"batch of {len(batch):,} ({n_cold:,} without history), median of 3, s",
+        f"{statistics.median(runs['before']):.2f} "
+        f"({', '.join(f'{r:.2f}' for r in runs['before'])})",
+        f"{statistics.median(runs['after']):.2f} ({', '.join(f'{r:.2f}' for r in runs['after'])})",
+    )
+    console.print(table)
+    console.print(
+        f"same answer for {same:,} of {len(batch):,} customers; {filled:,} with a full list; "
+        f"peak RSS {peak:.0f} MiB"
+    )
 
 
 if __name__ == "__main__":

@@ -2,6 +2,8 @@
 
     python -m bench.segments                      # 1M customers, ~2M orders
     python -m bench.segments --customers 200000   # a quicker run
+    python -m bench.segments --keep               # keep the database (prints its name)
+    python -m bench.segments --db patron_bench_x  # time again on a kept database
 
 Builds a scratch database (dropped afterwards) with what a store of that size holds for
 segments: customers (profile, attributes), loyalty accounts and members (the example
@@ -33,13 +35,15 @@ from typing import Any
 import pandas as pd
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy import text
+from sqlalchemy import select, text
 
-from bench.ingest import Database
+from bench.ingest import PG_ADMIN, Database
 from patron.campaigns import segments as seg
-from patron.db import unit_of_work
+from patron.db import make_engine, unit_of_work
 from patron.loyalty.program import load_yaml
 from patron.loyalty.programs import programs
+from patron.migrate import upgrade
+from patron.stores.models import Store
 from patron.stores.service import stores
 
 EXAMPLE = Path(__file__).parents[1] / "src/patron/loyalty/examples/program.yaml"
@@ -254,10 +258,17 @@ def main() -> None:
     parser.add_argument("--customers", type=int, default=1_000_000)
     parser.add_argument("--orders-per-customer", type=float, default=2.0)
     parser.add_argument("--keep", action="store_true", help="Keep the scratch database.")
+    parser.add_argument(
+        "--db",
+        metavar="NAME",
+        help="Reuse a database kept by --keep (migrated to head, built only if empty).",
+    )
     parser.add_argument("--no-pandas", action="store_true", help="Skip the pandas peer.")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        db = Database("postgresql", Path(tmp))
+        db: Database | Kept = Kept(args.db) if args.db else Database("postgresql", Path(tmp))
+        if args.keep and not args.db:
+            console.print(f"database kept: {db.name} (reuse with --db {db.name})")
         try:
             run(
                 db,
@@ -270,7 +281,31 @@ def main() -> None:
                 db.close()
 
 
-def run(db: Database, n: int, n_orders: int, with_pandas: bool = True) -> None:
+class Kept:
+    """A database an earlier ``--keep`` run left behind (never dropped here)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.engine = make_engine(PG_ADMIN.rsplit("/", 1)[0] + "/" + name)
+        upgrade(self.engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def run(db: Database | Kept, n: int, n_orders: int, with_pandas: bool = True) -> None:
+    with unit_of_work(db.engine) as session:
+        store_id = session.scalar(select(Store.id).where(Store.slug == "bench-segments"))
+    if store_id is not None:
+        console.print("reusing the data already in the database")
+    else:
+        store_id = build(db, n, n_orders)
+
+    db.engine.dispose()
+    _measure(db, store_id, with_pandas)
+
+
+def build(db: Database | Kept, n: int, n_orders: int) -> int:
     with unit_of_work(db.engine) as session:
         store = stores.create(session, "bench-segments", "bench", "CNY", "Asia/Shanghai")
         programs.apply(session, store, load_yaml(EXAMPLE.read_text(encoding="utf-8")))
@@ -287,8 +322,10 @@ def run(db: Database, n: int, n_orders: int, with_pandas: bool = True) -> None:
     console.print(
         f"built {n:,} customers, {n_orders:,} orders in {time.perf_counter() - started:.0f} s"
     )
+    return int(store_id)
 
-    db.engine.dispose()
+
+def _measure(db: Database | Kept, store_id: int, with_pandas: bool) -> None:
     results: dict[str, tuple[float, float, int]] = {}
     with unit_of_work(db.engine) as session:
         store = stores.get(session, "bench-segments")
@@ -309,6 +346,7 @@ def run(db: Database, n: int, n_orders: int, with_pandas: bool = True) -> None:
     df["last_placed_at"] = pd.to_datetime(df["last_placed_at"], utc=True)
     df["clv"] = df["clv"].astype(float)
     masks = pandas_masks(df)
+    n = len(df)
     table = Table(title=f"segment counts, {n:,} customers (PostgreSQL) vs pandas in memory")
     for col in ("definition", "members", "SQL cold ms", "SQL warm ms", "pandas ms", "agree"):
         table.add_column(col, justify="left" if col == "definition" else "right")

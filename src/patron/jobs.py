@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from patron.campaigns.campaign import run_due as run_campaigns
 from patron.campaigns.outbox import outbox
+from patron.campaigns.recommend import run_step as run_recommendations
 from patron.errors import NotFound
 from patron.feedback.service import run_triggers
 from patron.kit.clock import as_utc, utcnow
@@ -40,6 +41,8 @@ class StoreRun:
     sla_breaches: int = 0
     campaign_recipients: int = 0  # campaign recipients decided (queued, held out, capped...)
     survey_mails: int = 0  # survey invitations queued in the mail outbox (store setting)
+    # Stores whose recommendation neighbours were rebuilt: a cache, so not in ``total``.
+    recommendations: int = 0
 
     @property
     def total(self) -> int:
@@ -62,6 +65,7 @@ class StoreRun:
             self.sla_breaches + other.sla_breaches,
             campaign_recipients=self.campaign_recipients + other.campaign_recipients,
             survey_mails=self.survey_mails + other.survey_mails,
+            recommendations=self.recommendations + other.recommendations,
         )
 
 
@@ -73,6 +77,7 @@ def run_store(session: Session, store: Store, now: datetime | None = None) -> St
     survey_mails = outbox.run_step(session, store, now)  # due invitations, if mailed by Patron
     sla = run_sla_check(session, store, now)
     campaigns = run_campaigns(session, store, now)
+    rebuilt = run_recommendations(session, store.id, now)  # when orders moved, every 6 h
     return StoreRun(
         loyalty,
         surveys.after_delivery + surveys.ticket_closed,
@@ -81,6 +86,7 @@ def run_store(session: Session, store: Store, now: datetime | None = None) -> St
         sla.breaches,
         campaign_recipients=campaigns.total,
         survey_mails=survey_mails,
+        recommendations=int(rebuilt is not None),
     )
 
 

@@ -30,7 +30,7 @@ from patron.db import unit_of_work
 from patron.errors import Invalid
 from patron.feedback.models import Survey, SurveyAnswer, SurveyResponse, Trigger
 from patron.loyalty.models import LoyaltyAccount, LoyaltyMember, ProgramVersion
-from patron.orders.models import Order, OrderStatus
+from patron.orders.models import CustomerOrderFacts, Order, OrderStatus
 from patron.stores.models import Store
 from tests.conftest import key_headers, new_store
 
@@ -943,3 +943,101 @@ def test_largest_definition_allowed_runs(client: TestClient, engine: Engine, sma
     r = client.post("/v1/segments/preview", json={"definition": {"any": conditions}}, headers=read)
     assert r.status_code == 200, r.text
     assert r.json()["count"] == len(LIVE)
+
+
+# -- order facts stay current -----------------------------------------------------------------
+
+
+def _order(store: Store, customer_id: int, ext: str, total: int, at: datetime) -> dict[str, Any]:
+    return {
+        "store_id": store.id,
+        "external_id": ext,
+        "customer_id": customer_id,
+        "status": OrderStatus.paid,
+        "currency": "CNY",
+        "subtotal_minor": total,
+        "discount_minor": 0,
+        "shipping_minor": 0,
+        "tax_minor": 0,
+        "total_minor": total,
+        "refunded_minor": 0,
+        "placed_at": at,
+        "paid_at": None,
+        "fulfilled_at": None,
+        "delivered_at": None,
+        "cancelled_at": None,
+        "discount_code": None,
+        "channel": None,
+        "payload_hash": None,
+    }
+
+
+def test_order_writes_show_in_the_next_preview(engine: Engine, small: Store) -> None:
+    """Segments read per-customer order facts kept by triggers on ``orders``: every kind
+    of write (ORM add, bulk insert, refund, cancel, move, delete, customer deleted) shows
+    in the very next count, on both databases."""
+
+    def ids() -> dict[str, int]:
+        with unit_of_work(engine) as s:
+            rows = s.execute(
+                select(Customer.external_id, Customer.id).where(Customer.store_id == small.id)
+            )
+            return {ext: cid for ext, cid in rows}
+
+    def who(field: str, op: str, value: Any = None) -> set[str]:
+        cond: dict[str, Any] = {"field": field, "op": op}
+        if value is not None:
+            cond["value"] = value
+        return members(engine, small, cond)
+
+    cid = ids()
+    assert who("orders_count", "eq", 0) == {"cy", "dee"}
+    with unit_of_work(engine) as s:  # one order through the ORM
+        s.add(Order(**_order(small, cid["cy"], "new-1", 2000, day(2))))
+    assert who("orders_count", "eq", 1) == {"cy"}
+    assert who("last_purchase_days_ago", "eq", 2) == {"cy"}
+    assert who("total_spent", "eq", "20.00") == {"cy"}
+
+    o = Order.__table__
+    with unit_of_work(engine) as s:  # a refund
+        s.execute(o.update().where(o.c.external_id == "new-1").values(refunded_minor=500))
+    assert who("total_spent", "eq", "15.00") == {"cy"}
+    with unit_of_work(engine) as s:  # a cancellation
+        s.execute(o.update().where(o.c.external_id == "new-1").values(status="cancelled"))
+    assert who("orders_count", "eq", 0) == {"cy", "dee"}
+    assert who("last_purchase_days_ago", "is_null") == {"cy", "dee"}
+    with unit_of_work(engine) as s:  # reinstated and moved to another customer
+        s.execute(
+            o.update()
+            .where(o.c.external_id == "new-1")
+            .values(status="paid", customer_id=cid["dee"])
+        )
+    assert who("orders_count", "eq", 1) == {"dee"}
+    assert who("total_spent", "eq", "15.00") == {"dee"}
+
+    with unit_of_work(engine) as s:  # one bulk statement for several customers
+        s.execute(
+            o.insert(),
+            [
+                _order(small, cid["cy"], "bulk-1", 1000, day(40)),
+                _order(small, cid["cy"], "bulk-2", 1000, day(95)),
+                _order(small, cid["dee"], "bulk-3", 500, day(1)),
+                _order(small, cid["ann"], "bulk-4", 100, day(0)),
+                {**_order(small, cid["dee"], "bulk-5", 9900, day(0)), "status": "cancelled"},
+            ],
+        )
+    assert who("orders_count", "eq", 2) == {"bob", "cy", "dee"}
+    assert who("orders_count", "eq", 3) == {"ann"}
+    assert who("last_purchase_days_ago", "eq", 40) == {"cy"}
+    assert who("last_purchase_days_ago", "eq", 0) == {"ann"}
+    assert who("total_spent", "eq", "20.00") == {"cy", "dee"}
+
+    with unit_of_work(engine) as s:  # deletes
+        s.execute(o.delete().where(o.c.external_id.in_(["new-1", "bulk-3"])))
+    assert who("orders_count", "eq", 0) == {"dee"}
+    with unit_of_work(engine) as s:  # a customer deleted with its orders
+        s.execute(Customer.__table__.delete().where(Customer.id == cid["cy"]))
+    assert who("orders_count", "gte", 0) == {"ann", "bob", "dee"}
+    with unit_of_work(engine) as s:
+        facts = s.scalars(select(CustomerOrderFacts.customer_id)).all()
+    assert cid["cy"] not in facts

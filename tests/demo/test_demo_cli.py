@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 
 import pyarrow.csv as pacsv
@@ -11,11 +12,15 @@ import pytest
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
+from patron.analytics.models import CustomerScore
 from patron.cli import app
 from patron.config import get_settings
 from patron.customers.models import Customer
 from patron.db import default_engine, make_engine, unit_of_work
+from patron.loyalty.models import Currency, LoyaltyAccount, LoyaltyEntry
+from patron.loyalty.service import ledger
 from patron.orders.models import Order, Refund, RefundState
+from patron.rewards.models import Coupon, CouponStatus
 from patron.stores.models import ApiKey, Store
 
 
@@ -82,6 +87,32 @@ def test_demo_fills_a_store_and_restarts_without_reloading(
         assert (
             session.scalar(select(func.count()).select_from(Customer).where(Customer.flagged)) >= 1
         )
+        # Members spend their points: the 4R "Rewards" redemption rate is on target (≥ 20%),
+        # coupons bought with points are used at later orders, and the ledger still adds up.
+        liability = ledger.liability(session, store, Decimal("0.01"))
+        assert liability.points_redeemed >= 0.2 * liability.points_earned
+        used = session.scalars(select(Coupon).where(Coupon.status == CouponStatus.used)).all()
+        assert used
+        for coupon in used:
+            order = session.scalars(
+                select(Order).where(Order.external_id == coupon.order_external_id)
+            ).one()
+            assert order.customer_id == coupon.customer_id
+            assert coupon.used_at is not None and coupon.used_at > coupon.created_at
+        by_entries = dict(
+            session.execute(
+                select(LoyaltyEntry.account_id, func.sum(LoyaltyEntry.available_delta))
+                .where(LoyaltyEntry.currency == Currency.points)
+                .group_by(LoyaltyEntry.account_id)
+            ).all()
+        )
+        accounts = session.scalars(select(LoyaltyAccount)).all()
+        assert {a.id: a.points_available for a in accounts if a.id in by_entries} == by_entries
+        assert min(a.points_available for a in accounts) >= 0
+        # Most customers are still worth something (the demo's customers are not nearly
+        # all long gone): the median CLV is well above ¥1.
+        clvs = sorted(float(v) for v in session.scalars(select(CustomerScore.clv)) if v is not None)
+        assert clvs and clvs[len(clvs) // 2] > 1
     again = CliRunner().invoke(app, args)
     assert again.exit_code == 0, again.output
     assert "reusing the demo store" in again.output

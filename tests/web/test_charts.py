@@ -135,7 +135,7 @@ def test_analytics_view_of_a_run(engine: Engine, analysed: Store) -> None:
     assert view.empty is None and view.run is not None
     kpis = {k.key: k.value for k in view.kpis}
     assert kpis["customers"] == "5" and kpis["orders"] == "6"
-    assert kpis["net_revenue"] == "100 CNY" and kpis["top20_share"] == "50.0%"
+    assert kpis["net_revenue"] == "¥100" and kpis["top20_share"] == "50.0%"
     assert [c.id for c in view.charts] == ["rfm", "clv", "pareto", "nps", "gaps", "compare"]
     # Every customer is in one cell, and the cells add up to the run's segment sizes.
     assert sum(grid.values()) == 5

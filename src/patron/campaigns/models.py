@@ -11,7 +11,7 @@ import enum
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Double, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from patron.customers.models import Channel, _enum
@@ -358,3 +358,55 @@ Index(
     Order.customer_id,
     postgresql_include=["status", "placed_at", "currency", "total_minor", "refunded_minor"],
 )
+
+
+class ProductNeighbour(Base):
+    """One of a product's nearest neighbours for recommendations (cosine over customers
+    who bought both, top ``recommend.NEIGHBOURS`` per product). Rebuilt wholesale per
+    store by ``recommend.rebuild``; the product ids are read through ``products``, so a
+    product gone since is simply never suggested."""
+
+    __tablename__ = "product_neighbours"
+
+    store_id: Mapped[int] = mapped_column(
+        ForeignKey("stores.id", ondelete="CASCADE"), primary_key=True
+    )
+    product_id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    neighbour_id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    score: Mapped[float] = mapped_column(Double)
+
+
+class ProductBuyers(Base):
+    """How many customers bought a product (lines that count), as of the store's last
+    recommendation build: the best sellers that fill empty recommendation slots."""
+
+    __tablename__ = "product_buyers"
+
+    store_id: Mapped[int] = mapped_column(
+        ForeignKey("stores.id", ondelete="CASCADE"), primary_key=True
+    )
+    rank: Mapped[int] = mapped_column(primary_key=True)  # 0: most buyers (ties: older product)
+    product_id: Mapped[int] = mapped_column(BigId)
+    buyers: Mapped[int]
+
+
+class RecommendationState(Base):
+    """A store's last recommendation build and the order watermark it was built from:
+    the job rebuilds when the watermark moved and the build is old enough."""
+
+    __tablename__ = "recommendation_states"
+
+    store_id: Mapped[int] = mapped_column(
+        ForeignKey("stores.id", ondelete="CASCADE"), primary_key=True
+    )
+    computed_at: Mapped[datetime]
+    checked_at: Mapped[datetime]  # the watermark was last compared (unchanged) then
+    customers: Mapped[int]  # customers with a purchase that counts (popularity share)
+    neighbours: Mapped[int]  # product_neighbours rows written
+    # The watermark: what the build saw of the store's orders and products.
+    max_order_id: Mapped[int] = mapped_column(BigInteger)
+    orders_updated_at: Mapped[datetime | None]  # latest orders.updated_at
+    order_lines: Mapped[int] = mapped_column(BigInteger)
+    refunded_units: Mapped[int] = mapped_column(BigInteger)  # sum of refunded quantities
+    products: Mapped[int]
+    max_product_id: Mapped[int] = mapped_column(BigInteger)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated
@@ -112,23 +113,49 @@ def _day(at: datetime) -> str:
 @segments_app.command("recommend")
 def recommend_command(
     store: StoreOpt,
-    customer: Annotated[str, typer.Argument(help="The customer's external id.")],
+    customer: Annotated[
+        str | None, typer.Argument(help="The customer's external id.", show_default=False)
+    ] = None,
     limit: Annotated[int, typer.Option(help="How many products.", min=1, max=50)] = 3,
+    rebuild: Annotated[
+        bool,
+        typer.Option(
+            "--rebuild",
+            help="Recompute the store's product neighbours from its orders now "
+            "(the job does it when orders changed, at most every 6 h).",
+        ),
+    ] = False,
 ) -> None:
-    """Products to suggest to a customer, from what similar buyers bought."""
+    """Products to suggest to a customer, from what similar buyers bought; --rebuild
+    recomputes the store's product neighbours first."""
+    if customer is None and not rebuild:
+        err.print("[red]error:[/red] give a CUSTOMER, --rebuild, or both")
+        raise typer.Exit(2)
+    found: list[recommend.Suggestion] = []
     try:
         with unit_of_work() as session:
             st = stores.get(session, store)
-            cid = session.scalar(
-                select(Customer.id).where(
-                    Customer.store_id == st.id, Customer.external_id == customer
+            if rebuild:
+                started = time.perf_counter()
+                build = recommend.rebuild(session, st.id)
+                console.print(
+                    f"rebuilt: {build.neighbours:,} neighbours of {build.products:,} products "
+                    f"from {build.customers:,} customers in "
+                    f"{time.perf_counter() - started:.1f} s"
                 )
-            )
-            if cid is None:
-                raise NotFound(f"No customer with external id {customer!r} in this store.")
-            found = recommend.for_customers(session, st.id, [cid], limit=limit)[cid]
+            if customer is not None:
+                cid = session.scalar(
+                    select(Customer.id).where(
+                        Customer.store_id == st.id, Customer.external_id == customer
+                    )
+                )
+                if cid is None:
+                    raise NotFound(f"No customer with external id {customer!r} in this store.")
+                found = recommend.for_customers(session, st.id, [cid], limit=limit)[cid]
     except PatronError as exc:
         raise _fail(exc) from exc
+    if customer is None:
+        return
     if not found:
         console.print("nothing to suggest")
         return

@@ -17,10 +17,12 @@ no value for the field (no score, no order, no NPS answer) matches ``is_null`` a
 comparison, so ``ne``/``not_in``/``lt`` never match unknown values, while ``not`` does.
 
 The whole definition compiles to ONE SQL statement over ``customers``, joining only the
-tables its fields use (loyalty rows, customer scores, an aggregate of orders; EXISTS for
-consent; a correlated subquery for the latest NPS answer). Erased customers (pseudonym
-``erased-…``) and stub profiles (created by an order naming an unknown customer) are
-never members.
+tables its fields use (loyalty rows, customer scores, ``customer_order_facts`` — one row
+per customer kept current by triggers on ``orders``, so a new order counts in the next
+preview; EXISTS for consent; one window over the answers for the latest NPS). Erased
+customers (pseudonym ``erased-…``) and stub profiles (created by an order naming an
+unknown customer) are never members. A condition that a customer without the joined row
+cannot meet compares the column itself, so PostgreSQL may start from that table.
 
 ``..._days_ago`` fields count calendar days in the store's time zone (an order placed
 yesterday at 23:59 store time is 1 day ago); ``birthday_month`` accepts ``this_month``
@@ -29,6 +31,7 @@ and ``next_month``, resolved in the store's time zone.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -51,6 +54,7 @@ from sqlalchemy import (
     false,
     func,
     literal,
+    literal_column,
     not_,
     or_,
     select,
@@ -72,7 +76,7 @@ from patron.feedback.models import SurveyAnswer, SurveyResponse
 from patron.kit.clock import zone
 from patron.kit.money import MoneyError, to_minor
 from patron.loyalty.models import LoyaltyAccount, LoyaltyMember, ProgramVersion
-from patron.orders.models import Order, OrderStatus
+from patron.orders.models import ELIGIBLE_PATTERN, CustomerOrderFacts
 from patron.stores.models import Store
 
 MAX_DEPTH = 8
@@ -81,6 +85,10 @@ MAX_LIST = 1000
 MAX_VALUES = 5000  # in all the lists of a definition (SQLite binds at most 32766)
 NPS_CATEGORIES = ("promoter", "passive", "detractor")
 _ATTR = re.compile(r"^attributes\.([A-Za-z0-9_\-]{1,64})$")
+PREVIEW_SETTINGS = ("64MB", "1.1")  # PostgreSQL work_mem, random_page_cost of a count
+_UNKNOWN: Any = object()  # a value the compiler does not know (read in SQL instead)
+if f"'{PSEUDONYM_PREFIX}%'" != ELIGIBLE_PATTERN:  # the partial index's predicate
+    raise RuntimeError("orders.models.ELIGIBLE_PATTERN does not match PSEUDONYM_PREFIX")
 
 Kind = Literal["text", "enum", "bool", "int", "number", "money", "days", "month", "attribute"]
 TEXT_OPS = ("eq", "ne", "in", "not_in", "is_null", "not_null")
@@ -583,7 +591,11 @@ def phone_address(column: Any) -> ColumnElement[str]:
 
 
 class _Compiler:
-    def __init__(self, store: Store, now: datetime, fields: set[str]) -> None:
+    def __init__(
+        self, store: Store, now: datetime, fields: set[str], first_tier: Any = _UNKNOWN
+    ) -> None:
+        # The first tier's code when known (None: no programme), else read in SQL.
+        self.first_tier = first_tier
         self.fields = fields
         self.store = store
         self.now = now
@@ -591,8 +603,6 @@ class _Compiler:
         self.today = now.astimezone(self.tz).date()
         self.c = Customer.__table__
         self.joins: dict[str, FromClause] = {}
-        self.order_cols: set[str] = set()
-        self._orders: Any = None
 
     # -- tables, joined when a field needs them --
 
@@ -607,26 +617,9 @@ class _Compiler:
         return self.joins.setdefault("scores", CustomerScore.__table__)
 
     def _orders_summary(self) -> Any:
-        """One aggregate of the store's orders per customer, with only the columns the
-        definition reads (a narrower hash table: less memory, less spilling)."""
-        if self._orders is None:
-            o = Order.__table__
-            columns: list[Any] = [o.c.customer_id.label("customer_id")]
-            if "orders_count" in self.fields:
-                columns.append(func.count().label("orders_count"))
-            if "last_purchase_days_ago" in self.fields:
-                columns.append(func.max(o.c.placed_at).label("last_placed_at"))
-            if "total_spent" in self.fields:
-                spent = case_currency(o.c.currency == self.store.currency, o)
-                columns.append(func.sum(spent).label("spent_minor"))
-            self._orders = (
-                select(*columns)
-                .where(o.c.store_id == self.store.id, o.c.status != OrderStatus.cancelled)
-                .group_by(o.c.customer_id)
-                .subquery("order_summary")
-            )
-            self.joins["orders"] = self._orders
-        return self._orders
+        """The customer's order facts (count, last order, amount spent), kept current by
+        triggers on ``orders`` — one row per customer, no aggregate at preview time."""
+        return self.joins.setdefault("orders", CustomerOrderFacts.__table__)
 
     def from_clause(self) -> FromClause:
         c = self.c
@@ -710,6 +703,9 @@ class _Compiler:
             return c.flagged
         if name == "tier":
             m = self._member()
+            if self.first_tier is not _UNKNOWN:
+                known = self.first_tier
+                return m.c.tier if known is None else func.coalesce(m.c.tier, literal(known))
             first = (
                 select(ProgramVersion.config[("tiers", 0, "code")].as_string())
                 .where(ProgramVersion.store_id == self.store.id, ProgramVersion.active.is_(True))
@@ -846,7 +842,29 @@ class _Compiler:
             )
         elif name in ("email_domain", "locale"):
             value = [v.lower() for v in value] if isinstance(value, list) else value.lower()
+        absent = self.absent(name)
+        if absent is not _UNKNOWN and not holds(op, value, absent):
+            # A customer without the row fails the condition: compare the column itself
+            # (no COALESCE), which PostgreSQL reads as an inner join it may start from,
+            # with row estimates from the column's statistics.
+            expr = self.raw(name)
         return compare(expr, op, value)
+
+    def absent(self, name: str) -> Any:
+        """The value a customer without a loyalty / order-facts row has."""
+        if name in ("points", "growth", "orders_count", "total_spent"):
+            return 0
+        if name == "tier":
+            return self.first_tier
+        return _UNKNOWN
+
+    def raw(self, name: str) -> Any:
+        if name == "tier":
+            return self._member().c.tier
+        if name in ("points", "growth"):
+            return self._account().c["points_available" if name == "points" else "growth"]
+        facts = self._orders_summary()
+        return facts.c.orders_count if name == "orders_count" else facts.c.spent_minor
 
     def months(self, value: Any) -> Any:
         def one(v: Any) -> int:
@@ -916,8 +934,30 @@ def _json_kind(v: Any) -> str:
     return "bool" if isinstance(v, bool) else "text" if isinstance(v, str) else "number"
 
 
-def case_currency(in_store_currency: ColumnElement[bool], o: Any) -> Any:
-    return case((in_store_currency, o.c.total_minor - o.c.refunded_minor), else_=0)
+def holds(op: str, value: Any, x: Any) -> bool:
+    """Whether ``x`` (a plain value, None for no value) meets the condition, as
+    :func:`compare` would decide it in SQL."""
+    if x is None:
+        return False
+    if op == "eq":
+        return bool(x == value)
+    if op == "ne":
+        return bool(x != value)
+    if op == "in":
+        return x in value
+    if op == "not_in":
+        return x not in value
+    if op == "gt":
+        return bool(x > value)
+    if op == "gte":
+        return bool(x >= value)
+    if op == "lt":
+        return bool(x < value)
+    if op == "lte":
+        return bool(x <= value)
+    if op == "between":
+        return bool(value[0] <= x <= value[1])
+    raise AssertionError(op)
 
 
 def compare(expr: Any, op: str, value: Any) -> ColumnElement[bool]:
@@ -951,14 +991,16 @@ def eligible(store: Store) -> ColumnElement[bool]:
     return and_(
         c.store_id == store.id,
         c.is_stub.is_(False),
-        not_(c.external_id.startswith(PSEUDONYM_PREFIX, autoescape=True)),
+        # A literal pattern (not a bound one), the predicate of the partial index
+        # ix_customers_segment_members: counts read (store, id) from it alone.
+        not_(c.external_id.like(literal_column(ELIGIBLE_PATTERN))),
     )
 
 
 def _compiled(
-    store: Store, definition: SegmentDefinition, now: datetime
+    store: Store, definition: SegmentDefinition, now: datetime, first_tier: Any = _UNKNOWN
 ) -> tuple[FromClause, ColumnElement[bool]]:
-    comp = _Compiler(store, now, definition.fields())
+    comp = _Compiler(store, now, definition.fields(), first_tier)
     where = comp.where(definition)
     return comp.from_clause(), and_(eligible(store), where)
 
@@ -974,8 +1016,42 @@ def members_query(
 def count(session: Session, store: Store, definition: SegmentDefinition, *, now: datetime) -> int:
     """How many customers match (tier values are checked against the programme first)."""
     check_for_store(session, store, definition)
-    from_, where = _compiled(store, definition, now)
-    return int(session.scalar(select(func.count()).select_from(from_).where(where)) or 0)
+    first = first_tier(session, store.id) if "tier" in definition.fields() else _UNKNOWN
+    from_, where = _compiled(store, definition, now, first)
+    query = select(func.count()).select_from(from_).where(where)
+    if session.get_bind().dialect.name != "postgresql":
+        return int(session.scalar(query) or 0)
+    # The joins of a count over a million customers hash or sort a few hundred thousand
+    # rows: give this one statement the memory to do it without spilling to disk, then
+    # put the transaction's setting back.
+    # Also price random reads as the cached reads they are here, so that narrow indexes
+    # (index-only scans, merge joins in customer order) win over sequential scans.
+    names = ("work_mem", "random_page_cost")
+    before = [session.scalar(select(func.current_setting(n))) for n in names]
+    for name, value in zip(names, PREVIEW_SETTINGS, strict=True):
+        session.execute(select(func.set_config(name, value, True)))
+    try:
+        return int(session.scalar(query) or 0)
+    finally:
+        for name, old in zip(names, before, strict=True):
+            session.execute(select(func.set_config(name, old, True)))
+
+
+def first_tier(session: Session, store_id: int) -> str | None:
+    """The code of the first tier of the store's active programme (None without one):
+    what a customer without a member row holds."""
+    config = session.scalar(
+        select(ProgramVersion.config)
+        .where(ProgramVersion.store_id == store_id, ProgramVersion.active.is_(True))
+        .limit(1)
+    )
+    tiers = (config or {}).get("tiers")
+    if not isinstance(tiers, list) or not tiers or not isinstance(tiers[0], dict):
+        return None
+    code = tiers[0].get("code")
+    if code is None or isinstance(code, dict | list):
+        return None
+    return code if isinstance(code, str) else json.dumps(code)
 
 
 def local_today(store: Store, now: datetime) -> date:

@@ -4,10 +4,10 @@ import enum
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy import BigInteger, ForeignKey, Index, String, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from patron.customers.models import _enum
+from patron.customers.models import Customer, _enum
 from patron.db import Base, BigId, JsonDoc
 from patron.kit.clock import utcnow
 
@@ -122,3 +122,39 @@ class Refund(Base):
     payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
     payload_hash: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class CustomerOrderFacts(Base):
+    """Per customer, what segments read of their orders: orders not cancelled, their
+    latest ``placed_at`` and the sum of ``total - refunded`` of those in the store's
+    currency. Kept current by database triggers on ``orders`` (migration 0020: one
+    refresh per statement on PostgreSQL, per row on SQLite), so every writer — the API,
+    the file import's COPY, refunds, cancellations, merges, deletes — updates it in the
+    same transaction. A customer without a row has no order."""
+
+    __tablename__ = "customer_order_facts"
+
+    customer_id: Mapped[int] = mapped_column(
+        BigId,
+        ForeignKey("customers.id", ondelete="CASCADE"),
+        primary_key=True,
+        autoincrement=False,
+    )
+    orders_count: Mapped[int]
+    spent_minor: Mapped[int] = mapped_column(BigInteger)
+    last_placed_at: Mapped[datetime | None]
+
+
+# Segment counts start from the store's customers that may be members (neither stubs nor
+# erased): this partial index gives their ids by an index-only scan in id order (~30 MB
+# for 1M customers, against ~140 MB of rows), merge-joined with the order facts above.
+# The pattern is written as a literal in segments.eligible so PostgreSQL can match it.
+ELIGIBLE_PATTERN = "'erased-%'"
+_ELIGIBLE = f"is_stub IS false AND external_id NOT LIKE {ELIGIBLE_PATTERN}"
+Index(
+    "ix_customers_segment_members",
+    Customer.store_id,
+    Customer.id,
+    postgresql_where=text(_ELIGIBLE),
+    sqlite_where=text(_ELIGIBLE),
+)

@@ -47,6 +47,7 @@ from patron.support.insights import insights
 from patron.support.models import Priority, Ticket, TicketChannel, TicketStatus
 from patron.support.schemas import SlaClockOut, SlaOut, SlaReportOut, TicketDetail, TicketOut
 from patron.support.service import tickets
+from patron.web.i18n import SYMBOLS
 
 Lang = Literal["en", "zh"]
 LANGS: tuple[Lang, ...] = ("en", "zh")
@@ -170,6 +171,19 @@ MESSAGES: dict[str, dict[str, str]] = {
 }
 for _level, _text in GAP_LABELS.items():
     MESSAGES[f"charts.level.{_level.value}"] = dict(_text)
+# RFM segments and order statuses by name, for the customer pages.
+for _key, _name in SEGMENT_NAMES.items():
+    MESSAGES[f"seg.{_key}"] = {"en": _name.en, "zh": _name.zh}
+MESSAGES.update(
+    {
+        "order.st.placed": {"en": "placed", "zh": "已下单"},
+        "order.st.paid": {"en": "paid", "zh": "已付款"},
+        "order.st.fulfilled": {"en": "shipped", "zh": "已发货"},
+        "order.st.delivered": {"en": "delivered", "zh": "已签收"},
+        "order.st.cancelled": {"en": "cancelled", "zh": "已取消"},
+        "order.st.refunded": {"en": "refunded", "zh": "已退款"},
+    }
+)
 
 # The five satisfaction levels' colours, very satisfied to very dissatisfied.
 LEVEL_COLOURS: dict[str, str] = {
@@ -205,6 +219,45 @@ def pct(value: float | None, digits: int = 1) -> str:
 def num(value: float | int | Decimal | None, digits: int = 0) -> str:
     """A number with thousands separators, ``—`` for None."""
     return "—" if value is None else f"{float(value):,.{digits}f}"
+
+
+def _columns(text: str) -> int:
+    """Display width: a CJK character takes two columns."""
+    return sum(2 if ord(ch) > 0x2E7F else 1 for ch in text)
+
+
+def wrap_label(label: str, width: int = 26) -> str | list[str]:
+    """A long axis label as lines of at most ``width`` columns (a Chinese character is
+    two; Chart.js draws a list as lines), so that a horizontal bar chart does not cut it
+    at the canvas's edge. Lines break at spaces; a longer word (Chinese has no spaces)
+    is cut where it fills a line."""
+    if _columns(label) <= width:
+        return label
+    words: list[str] = []
+    for word in label.split(" "):
+        while _columns(word) > width:
+            cut, used = 0, 0
+            while used + _columns(word[cut]) <= width:
+                used += _columns(word[cut])
+                cut += 1
+            words.append(word[:cut])
+            word = word[cut:]
+        words.append(word)
+    lines: list[str] = []
+    for word in words:
+        if lines and _columns(lines[-1]) + 1 + _columns(word) <= width:
+            lines[-1] += " " + word
+        else:
+            lines.append(word)
+    return lines
+
+
+def _money(value: float | None, currency: str, digits: int) -> str:
+    """An amount with the currency's symbol (``¥3,935,812``), ``—`` for None."""
+    if value is None:
+        return "—"
+    symbol = SYMBOLS.get(currency, currency + " ")
+    return f"{'-' if value < 0 else ''}{symbol}{abs(float(value)):,.{digits}f}"
 
 
 def signed(value: float | None, digits: int = 1) -> str:
@@ -697,7 +750,7 @@ def gaps_chart(
             best_gap=signed(best.gap_mean, 2),
         ),
         spec={
-            "labels": labels,
+            "labels": [wrap_label(label) for label in labels],
             "series": {
                 "label": t("charts.gap", lang),
                 "data": [_r(a.gap_mean) for a in out.attributes],
@@ -761,7 +814,7 @@ def compare_chart(
         title,
         summary=t("charts.compare.summary", lang, ranking=ranking or "—"),
         spec={
-            "labels": labels,
+            "labels": [wrap_label(label) for label in labels],
             "series": [
                 {
                     "label": party(p),
@@ -830,14 +883,17 @@ def analytics_view(
         kpis = [
             Kpi("customers", f"{overview['customers']:,}"),
             Kpi("orders", f"{overview['orders']:,}"),
-            Kpi("net_revenue", f"{num(overview['net_revenue'])} {report['currency']}"),
+            Kpi("net_revenue", _money(overview["net_revenue"], report["currency"], 0)),
             Kpi("top20_share", pct(report["concentration"].get("top20_share"))),
             Kpi(
                 "crr",
                 "—" if month is None else f"{month['retention_rate']:.1f}%",
                 "" if month is None else str(month["period_start"])[:7],
             ),
-            Kpi("median_clv", num((report.get("clv") or {}).get("median_clv"), 2)),
+            Kpi(
+                "median_clv",
+                _money((report.get("clv") or {}).get("median_clv"), report["currency"], 2),
+            ),
         ]
     charts = [
         rfm_chart(session, store, lang, has_run=report is not None),

@@ -211,7 +211,8 @@
           backgroundColor: spec.series.colours
         }]
       },
-      options: base(spec, { x: axis(spec.x), y: axis("") }, {
+      // Every attribute keeps its label (long ones come as lines): no skipping.
+      options: base(spec, { x: axis(spec.x), y: axis("", { ticks: { color: INK, autoSkip: false } }) }, {
         indexAxis: "y",
         plugins: {
           legend: {
@@ -250,7 +251,10 @@
         })
       },
       // Horizontal: attribute names (with "cost: lower is better") stay readable.
-      options: base(spec, { x: axis(spec.y, { min: 0, max: 10 }), y: axis("") }, {
+      options: base(spec, {
+        x: axis(spec.y, { min: 0, max: 10 }),
+        y: axis("", { ticks: { color: INK, autoSkip: false } })
+      }, {
         indexAxis: "y"
       })
     };
