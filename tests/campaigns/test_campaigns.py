@@ -13,13 +13,13 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, select, update
 from typer.testing import CliRunner
 
 from patron.analytics.models import CustomerScore
 from patron.auth import Scope
 from patron.campaigns import domain
-from patron.campaigns.campaign import CampaignIn, campaign_service, contactable
+from patron.campaigns.campaign import CampaignIn, campaign_service
 from patron.campaigns.consent import consents
 from patron.campaigns.models import (
     CampaignRecipient,
@@ -353,7 +353,7 @@ def test_batch_consent_check_agrees_with_may_contact(engine: Engine) -> None:
         e.email = "new-e@example.com"  # a new address is not confirmed
         session.flush()
         everyone = [session.merge(x) for x in (a, b, c, d)] + [e]
-        got = contactable(session, s, everyone, Channel.email)
+        got = consents.contactable(session, s, everyone, Channel.email)
         want = {x.id for x in everyone if consents.may_contact(session, s, x.id, Channel.email)}
     assert got == want == {a.id}
 
@@ -385,6 +385,54 @@ def test_cap_and_quiet_hours_follow_store_settings(engine: Engine) -> None:
     assert run(engine, store, later).queued == 1
     [msg] = messages(engine, store, "campaign:")
     assert msg.next_attempt_at == later.replace(hour=15, minute=0)
+
+
+def test_cap_counts_by_probe_and_by_grouped_count_agree(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A few customers are probed one by one, many counted in one grouped query: the
+    same counts, whatever the messages (in or out of the window, transactional, failed,
+    another store's)."""
+    from patron.campaigns import campaign as campaign_module
+
+    store, other = new_store(engine, timezone="UTC"), new_store(engine, timezone="UTC")
+    people = [add_customer(engine, store, f"K{i}") for i in range(6)]
+    stranger = add_customer(engine, other, "X")
+    prior_marketing(engine, store, people[0], 3, NOW - timedelta(days=1))
+    prior_marketing(engine, store, people[1], 1, NOW - timedelta(days=1))
+    prior_marketing(engine, store, people[2], 2, NOW - timedelta(days=30))  # out of window
+    prior_marketing(engine, other, stranger, 2, NOW - timedelta(days=1))
+    with unit_of_work(engine) as session:
+        s = session.merge(store)
+        for i, status in enumerate((MessageStatus.failed, MessageStatus.queued)):
+            outbox.enqueue(
+                session,
+                s,
+                customer=session.merge(people[3]),
+                recipient=people[3].email or "",
+                kind="test",
+                key=f"other:{i}",
+                mail=Rendered("x", "y"),
+                needs_consent=status is MessageStatus.failed,  # failed, or transactional
+                now=NOW - timedelta(hours=1),
+            )
+        session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.key == "other:0")
+            .values(status=MessageStatus.failed)
+        )
+    create(engine, store, key="cap", holdout_percent=0, variants=variants(False))
+    with unit_of_work(engine) as session:
+        s = session.merge(store)
+        campaign = campaign_service.get(session, s, "cap")
+        settings = campaign_service.settings(session, s)
+        sender = campaign_module._Sender(session, s, campaign, settings, NOW)
+        ids = [p.id for p in people] + [stranger.id]
+        monkeypatch.setattr(campaign_module, "CAP_PROBES", 10**6)
+        probed = sender.cap_counts(ids)
+        monkeypatch.setattr(campaign_module, "CAP_PROBES", 0)
+        grouped = sender.cap_counts(ids)
+    assert probed == grouped == {people[0].id: 3, people[1].id: 1}
 
 
 # -- triggered ------------------------------------------------------------------------------

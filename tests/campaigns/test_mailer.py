@@ -9,7 +9,7 @@ import asyncio
 import email
 import email.policy
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -309,6 +309,38 @@ def test_out_of_attempts_fails(
     assert statuses(engine, store) == [MessageStatus.failed]
 
 
+class Crash(BaseException):
+    """Like a kill: nothing catches it."""
+
+
+def crash_at_third(
+    monkeypatch: pytest.MonkeyPatch, module: Any, where: str, deliver_now: Callable[..., Any]
+) -> None:
+    """Run ``deliver_now`` with the process dying at the 3rd message of the batch:
+    ``before_send`` (in ``module._prepare``) or ``after_accept`` (in ``mark_sent``, the
+    message accepted but ``sent`` not committed); then undo the patch."""
+    calls = 0
+
+    def crash_on_third(step: Any) -> Any:
+        def wrapped(*args: Any) -> Any:
+            nonlocal calls
+            calls += 1
+            if calls == 3:
+                raise Crash
+            return step(*args)
+
+        return wrapped
+
+    if where == "before_send":
+        monkeypatch.setattr(module, "_prepare", crash_on_third(module._prepare))
+        with pytest.raises(Crash):
+            deliver_now()
+    else:
+        with pytest.raises(Crash):
+            deliver_now(on_sent=crash_on_third(mailer.mark_sent))
+    monkeypatch.undo()
+
+
 @pytest.mark.parametrize("where", ["before_send", "after_accept"])
 def test_no_double_send_after_a_crash_mid_batch(
     engine: Engine,
@@ -324,29 +356,7 @@ def test_no_double_send_after_a_crash_mid_batch(
     people = [customer(engine, store, f"P{i}") for i in range(5)]
     for i, p in enumerate(people):
         queue(engine, store, p, f"k{i}", now)
-    calls = 0
-
-    class Crash(BaseException):  # like a kill: nothing catches it
-        pass
-
-    def crash_on_third(step: Any) -> Any:
-        def wrapped(*args: Any) -> Any:
-            nonlocal calls
-            calls += 1
-            if calls == 3:
-                raise Crash
-            return step(*args)
-
-        return wrapped
-
-    if where == "before_send":
-        monkeypatch.setattr(mailer, "_prepare", crash_on_third(mailer._prepare))
-        with pytest.raises(Crash):
-            run(store, settings, engine, now)
-    else:
-        with pytest.raises(Crash):
-            run(store, settings, engine, now, on_sent=crash_on_third(mailer.mark_sent))
-    monkeypatch.undo()
+    crash_at_third(monkeypatch, mailer, where, lambda **kw: run(store, settings, engine, now, **kw))
     assert len(box.received) == (2 if where == "before_send" else 3)
     assert statuses(engine, store) == [MessageStatus.sent] * 2 + [MessageStatus.sending] * 3
 

@@ -16,7 +16,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, select
 
-from patron.campaigns import mailer, webhook
+from patron.campaigns import webhook
 from patron.campaigns.consent import consents
 from patron.campaigns.models import MessageStatus, OutboxMessage
 from patron.campaigns.outbox import Rendered, outbox
@@ -25,6 +25,7 @@ from patron.customers.models import Channel, Customer
 from patron.db import unit_of_work
 from patron.kit.clock import utcnow
 from patron.stores.models import Store
+from tests.campaigns.test_mailer import crash_at_third
 
 
 @dataclass
@@ -269,29 +270,7 @@ def test_no_double_send_after_a_crash_mid_batch(
     people = [customer(engine, store, f"P{i}") for i in range(5)]
     for i, p in enumerate(people):
         queue(engine, store, p, f"k{i}", now, Channel.wechat)
-    calls = 0
-
-    class Crash(BaseException):
-        pass
-
-    def crash_on_third(step: Any) -> Any:
-        def wrapped(*args: Any) -> Any:
-            nonlocal calls
-            calls += 1
-            if calls == 3:
-                raise Crash
-            return step(*args)
-
-        return wrapped
-
-    if where == "before_send":
-        monkeypatch.setattr(webhook, "_prepare", crash_on_third(webhook._prepare))
-        with pytest.raises(Crash):
-            run(engine, store, now)
-    else:
-        with pytest.raises(Crash):
-            run(engine, store, now, on_sent=crash_on_third(mailer.mark_sent))
-    monkeypatch.undo()
+    crash_at_third(monkeypatch, webhook, where, lambda **kw: run(engine, store, now, **kw))
     assert len(gw.keys) == (2 if where == "before_send" else 3)
     assert statuses(engine, store) == [MessageStatus.sent] * 2 + [MessageStatus.sending] * 3
     assert run(engine, store, now + timedelta(minutes=5)).claimed == 0  # leased

@@ -34,12 +34,16 @@ import logging
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
     Select,
     and_,
+    any_,
+    bindparam,
     case,
     delete,
     extract,
@@ -48,11 +52,12 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from patron.analytics.models import CustomerScore
 from patron.campaigns import domain, segments, templating
-from patron.campaigns.consent import address_hash, address_of, consents
+from patron.campaigns.consent import address_of, consents
 from patron.campaigns.models import (
     Campaign,
     CampaignKind,
@@ -61,15 +66,13 @@ from patron.campaigns.models import (
     CampaignStatus,
     CampaignTrigger,
     CampaignVariant,
-    ConsentRequest,
     MessageStatus,
     OutboxMessage,
     RecipientStatus,
     Segment,
-    Suppression,
 )
-from patron.campaigns.outbox import Rendered, outbox
-from patron.customers.models import Channel, Consent, Customer
+from patron.campaigns.outbox import Item, Rendered, outbox
+from patron.customers.models import Channel, Customer
 from patron.errors import Conflict, Invalid, NotFound, PatronError
 from patron.feedback.service import lang_of, public_base
 from patron.kit.clock import as_utc, as_utc_or_now, zone
@@ -77,7 +80,6 @@ from patron.kit.repository import (
     chunks,
     insert_rows,
     lock_store_job,
-    rows_by_id,
     select_by_keys,
     table_of,
 )
@@ -91,6 +93,7 @@ from patron.stores.models import Store
 log = logging.getLogger("patron.campaigns")
 CAMPAIGN_JOB = 0x43_4D  # "CM": namespace of the per-store campaign-run lock
 BATCH = 1000
+CAP_PROBES = 2000  # cap counts of more customers: one grouped count of the store
 KIND = "campaign"
 KEY_RE = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
 VARIANT_RE = r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,15}$"
@@ -920,18 +923,14 @@ class _Sender:
             since = max(since, self.campaign.last_run_at - timedelta(hours=1))
         return since
 
-    def welcome(self) -> Iterator[list[Occasion]]:
+    def customers_where(self, *where: ColumnElement[bool]) -> Iterator[list[int]]:
+        """The ids of the store's eligible customers matching ``where``, in batches."""
         after = 0
-        since = self._since()
         while True:
             ids = list(
                 self.session.scalars(
                     select(Customer.id)
-                    .where(
-                        segments.eligible(self.store),
-                        Customer.created_at >= since,
-                        Customer.id > after,
-                    )
+                    .where(segments.eligible(self.store), *where, Customer.id > after)
                     .order_by(Customer.id)
                     .limit(BATCH)
                 )
@@ -939,6 +938,10 @@ class _Sender:
             if not ids:
                 return
             after = ids[-1]
+            yield ids
+
+    def welcome(self) -> Iterator[list[Occasion]]:
+        for ids in self.customers_where(Customer.created_at >= self._since()):
             yield [Occasion(i, "welcome") for i in ids]
 
     def birthdays(self) -> Iterator[list[Occasion]]:
@@ -946,32 +949,15 @@ class _Sender:
         days = [(today.month, today.day)]
         if (today.month, today.day) == (2, 28) and not _leap(today.year):
             days.append((2, 29))
-        after = 0
-        while True:
-            ids = list(
-                self.session.scalars(
-                    select(Customer.id)
-                    .where(
-                        segments.eligible(self.store),
-                        Customer.birthday.is_not(None),
-                        or_(
-                            *(
-                                and_(
-                                    extract("month", Customer.birthday) == m,
-                                    extract("day", Customer.birthday) == d,
-                                )
-                                for m, d in days
-                            )
-                        ),
-                        Customer.id > after,
-                    )
-                    .order_by(Customer.id)
-                    .limit(BATCH)
+        on_the_day = or_(
+            *(
+                and_(
+                    extract("month", Customer.birthday) == m, extract("day", Customer.birthday) == d
                 )
+                for m, d in days
             )
-            if not ids:
-                return
-            after = ids[-1]
+        )
+        for ids in self.customers_where(Customer.birthday.is_not(None), on_the_day):
             yield [Occasion(i, f"birthday:{today.year}", {"year": today.year}) for i in ids]
 
     def notices(self) -> Iterator[list[Occasion]]:
@@ -1108,9 +1094,6 @@ class _Sender:
         if not occasions:
             return tally.run()
         ids = list(dict.fromkeys(o.customer_id for o in occasions))
-        # Read before anything of this run is queued, then kept up to date in memory: one
-        # probe per customer, whatever the planner knows of the rows this run inserts.
-        self.sent_before = self.cap_counts(ids)
         self.done = {
             (int(c), str(k))
             for c, k in select_by_keys(
@@ -1122,6 +1105,14 @@ class _Sender:
                 one_per_key=False,
             )
         }
+        # A run again (after one that failed part way, say) decides only what is left.
+        occasions = [o for o in occasions if (o.customer_id, o.key) not in self.done]
+        if not occasions:
+            return tally.run()
+        ids = list(dict.fromkeys(o.customer_id for o in occasions))
+        # Read before anything of this run is queued, then kept up to date in memory: one
+        # probe per customer, whatever the planner knows of the rows this run inserts.
+        self.sent_before = self.cap_counts(ids)
         self.suggestions = recommend.for_customers(self.session, self.store.id, ids, limit=3)
         for start in range(0, len(occasions), BATCH):
             self.send_batch(occasions[start : start + BATCH], tally)
@@ -1134,9 +1125,18 @@ class _Sender:
         if not todo:
             return
         ids = sorted({o.customer_id for o in todo})
-        customers = rows_by_id(self.session, Customer, self.store.id, ids)
+        customers = {
+            c.id: c
+            for c in self.session.scalars(
+                select(Customer).where(
+                    Customer.store_id == self.store.id, self.among(Customer.id, ids)
+                )
+            )
+        }
         channel = self.campaign.channel
-        reachable = contactable(self.session, self.store, list(customers.values()), channel)
+        reachable = consents.contactable(
+            self.session, self.store, list(customers.values()), channel
+        )
         sent_before = self.sent_before
         decided: list[tuple[Occasion, str, RecipientStatus]] = []
         for o in todo:
@@ -1158,13 +1158,17 @@ class _Sender:
             to_send, {o.customer_id: o.data for o, _, s in decided if s is RecipientStatus.queued}
         )
         rows: list[dict[str, Any]] = []
+        items: list[Item] = []
         for o, arm, status in decided:
             key: str | None = None
             if status is RecipientStatus.queued:
                 key = message_key(self.campaign.id, o.customer_id, o.key)
                 context = {**contexts[o.customer_id], "occasion": o.data}
-                if not self.queue(customers[o.customer_id], self.variant_rows[arm], context, key):
+                item = self.message(customers[o.customer_id], self.variant_rows[arm], context, key)
+                if item is None:
                     status, key = RecipientStatus.failed, None
+                else:
+                    items.append(item)
             tally.add(status)
             rows.append(
                 {
@@ -1179,29 +1183,58 @@ class _Sender:
                     "assigned_at": self.now,
                 }
             )
+        outbox.enqueue_many(
+            self.session,
+            self.store,
+            items,
+            channel=channel,
+            now=self.now,
+            not_before=self.send_at,
+            base_url=self.base,
+        )
         insert_rows(
             self.session, RECIPIENTS, rows, conflict=("campaign_id", "customer_id", "occasion")
         )
 
     def cap_counts(self, ids: Sequence[int]) -> dict[int, int]:
-        """Marketing messages per customer scheduled in the cap window around the send."""
-        counts: dict[int, int] = {}
+        """Marketing messages per customer scheduled in the cap window around the send.
+
+        A few customers (a triggered campaign's occasions): a probe per customer. Many (a
+        one-off to a segment): one grouped count of the store's messages in the window.
+        Probes are planned from statistics that do not know of the messages just queued
+        (by the previous campaign to the same audience, say), and an id list filtered
+        row by row is compared with every row: at 100,000 customers with a message each,
+        150 s and 55 s, against a second or two for the one grouped count."""
         since = self.send_at - self.cap.window
         when = func.coalesce(OutboxMessage.sent_at, OutboxMessage.next_attempt_at)
-        for cid, _ in select_by_keys(
-            self.session,
-            (OutboxMessage.customer_id, OutboxMessage.id),
-            OutboxMessage.customer_id,
-            list(ids),
+        where = (
             OutboxMessage.store_id == self.store.id,
             OutboxMessage.needs_consent.is_(True),
             OutboxMessage.status.in_(
                 [MessageStatus.queued, MessageStatus.sending, MessageStatus.sent]
             ),
             when > since,
-            one_per_key=False,
+        )
+        counts: dict[int, int] = {}
+        if len(ids) <= CAP_PROBES:
+            for cid, _ in select_by_keys(
+                self.session,
+                (OutboxMessage.customer_id, OutboxMessage.id),
+                OutboxMessage.customer_id,
+                list(ids),
+                *where,
+                one_per_key=False,
+            ):
+                counts[int(cid)] = counts.get(int(cid), 0) + 1
+            return counts
+        wanted = set(ids)
+        for cid, n in self.session.execute(
+            select(OutboxMessage.customer_id, func.count())
+            .where(*where, OutboxMessage.customer_id.is_not(None))
+            .group_by(OutboxMessage.customer_id)
         ):
-            counts[int(cid)] = counts.get(int(cid), 0) + 1
+            if cid in wanted:
+                counts[int(cid)] = int(n)
         return counts
 
     def render(
@@ -1215,36 +1248,28 @@ class _Sender:
             html_body=self.campaign.channel is Channel.email,
         )
 
-    def queue(
+    def message(
         self, customer: Customer, variant: CampaignVariant, context: dict[str, Any], key: str
-    ) -> bool:
+    ) -> Item | None:
+        """The customer's message rendered in their language (None: no address on the
+        channel, or the template failed for this customer)."""
         channel = self.campaign.channel
         address = address_of(customer, channel)
         if address is None:
-            return False
+            return None
         try:
             msg = self.render(variant, context, context["lang"])
         except templating.TemplateFailed as exc:
             log.warning("campaign %s, customer %s: %s", self.campaign.key, customer.id, exc)
-            return False
+            return None
         headers = None
         if channel is Channel.email:
-            headers = consents.unsubscribe_headers(self.store, customer, channel, self.base)
-        outbox.enqueue(
-            self.session,
-            self.store,
-            customer=customer,
-            recipient=address,
-            kind=KIND,
-            key=key,
-            mail=Rendered(msg.subject, msg.text, msg.html),
-            headers=headers,
-            channel=channel,
-            now=self.now,
-            not_before=self.send_at,
-            base_url=self.base,
-        )
-        return True
+            url = context.get("unsubscribe_url")
+            headers = consents.unsubscribe_headers(
+                self.store, customer, channel, self.base, url=url
+            )
+        mail = Rendered(msg.subject, msg.text, msg.html)
+        return Item(address, key, mail, KIND, customer.id, headers)
 
     # -- template context ----------------------------------------------------------------
 
@@ -1256,6 +1281,29 @@ class _Sender:
             self._tier_names = {t.code: t.name for t in program.tiers} if program else {}
         return self._tier_names
 
+    def among(self, column: Any, ids: Sequence[int]) -> ColumnElement[bool]:
+        """``column IN ids`` (a batch's ids): on PostgreSQL ``= ANY`` of one array
+        parameter, so that the driver does not parse a placeholder per id each time."""
+        if self.session.get_bind().dialect.name == "postgresql":
+            return cast(
+                ColumnElement[bool],
+                column == any_(bindparam(None, list(ids), type_=postgresql.ARRAY(BigInteger()))),
+            )
+        return cast(ColumnElement[bool], column.in_(ids))
+
+    def per_customer(self, model: Any, column: str, ids: Sequence[int]) -> dict[int, Any]:
+        """customer id -> ``column`` of the store's ``model`` rows (one per customer)."""
+        found: dict[int, Any] = {}
+        for chunk in chunks(ids):
+            found.update(
+                self.session.execute(
+                    select(model.customer_id, getattr(model, column)).where(
+                        model.store_id == self.store.id, self.among(model.customer_id, chunk)
+                    )
+                ).all()
+            )
+        return found
+
     def contexts(
         self, customers: Sequence[Customer], data: dict[int, dict[str, Any]]
     ) -> dict[int, dict[str, Any]]:
@@ -1265,34 +1313,9 @@ class _Sender:
         from patron.campaigns import recommend
 
         ids = [c.id for c in customers]
-        points: dict[int, int] = {}
-        tiers: dict[int, str] = {}
-        codes: dict[int, str] = {}
-        for chunk in chunks(ids):
-            points.update(
-                self.session.execute(
-                    select(LoyaltyAccount.customer_id, LoyaltyAccount.points_available).where(
-                        LoyaltyAccount.store_id == self.store.id,
-                        LoyaltyAccount.customer_id.in_(chunk),
-                    )
-                ).all()
-            )
-            tiers.update(
-                self.session.execute(
-                    select(LoyaltyMember.customer_id, LoyaltyMember.tier).where(
-                        LoyaltyMember.store_id == self.store.id,
-                        LoyaltyMember.customer_id.in_(chunk),
-                    )
-                ).all()
-            )
-            codes.update(
-                self.session.execute(
-                    select(ReferralCode.customer_id, ReferralCode.code).where(
-                        ReferralCode.store_id == self.store.id,
-                        ReferralCode.customer_id.in_(chunk),
-                    )
-                ).all()
-            )
+        points = self.per_customer(LoyaltyAccount, "points_available", ids)
+        tiers = self.per_customer(LoyaltyMember, "tier", ids)
+        codes = self.per_customer(ReferralCode, "code", ids)
         suggestions = self.suggestions
         if suggestions is None or any(i not in suggestions for i in ids):
             suggestions = recommend.for_customers(self.session, self.store.id, ids, limit=3)
@@ -1362,55 +1385,6 @@ def _leap(year: int) -> bool:
     except ValueError:
         return False
     return True
-
-
-def contactable(
-    session: Session, store: Store, customers: Sequence[Customer], channel: Channel
-) -> set[int]:
-    """The customers ``consents.may_contact`` allows on ``channel``, decided for a whole
-    batch in four queries: consent granted, an address, not suppressed, and for email
-    the current address confirmed (double opt-in)."""
-    addresses = {c.id: address_of(c, channel) for c in customers}
-    ids = [i for i, a in addresses.items() if a is not None]
-    granted = {
-        int(cid)
-        for (cid,) in select_by_keys(
-            session,
-            (Consent.customer_id,),
-            Consent.customer_id,
-            ids,
-            Consent.channel == channel,
-            Consent.granted.is_(True),
-        )
-    }
-    hashes = {i: address_hash(channel, addresses[i] or "") for i in granted}
-    suppressed = {
-        str(digest)
-        for (digest,) in select_by_keys(
-            session,
-            (Suppression.address_hash,),
-            Suppression.address_hash,
-            sorted(set(hashes.values())),
-            Suppression.store_id == store.id,
-            Suppression.channel == channel,
-        )
-    }
-    ok = {i for i in granted if hashes[i] not in suppressed}
-    if channel is not Channel.email:
-        return ok
-    confirmed = {
-        (int(cid), str(digest))
-        for cid, digest in select_by_keys(
-            session,
-            (ConsentRequest.customer_id, ConsentRequest.address_hash),
-            ConsentRequest.customer_id,
-            sorted(ok),
-            ConsentRequest.channel == channel,
-            ConsentRequest.confirmed_at.is_not(None),
-            one_per_key=False,
-        )
-    }
-    return {i for i in ok if (i, hashes[i]) in confirmed}
 
 
 campaign_service = CampaignService()

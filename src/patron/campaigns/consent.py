@@ -21,6 +21,7 @@ import hashlib
 import hmac
 import re
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -33,6 +34,7 @@ from patron.customers import repository as customers_repo
 from patron.customers.models import Channel, Consent, Customer, TouchpointKind
 from patron.errors import Conflict, Invalid, NotFound, PatronError
 from patron.kit.clock import utcnow
+from patron.kit.repository import rows_by_id, select_by_keys
 from patron.stores.models import Store
 
 SIG_CHARS = 22
@@ -46,9 +48,14 @@ class Gone(PatronError):
     status, slug, title = 410, "gone", "Link expired"
 
 
-def _sign(store: Store, message: str) -> str:
-    digest = hmac.new(store.signing_secret.encode(), message.encode(), hashlib.sha256).digest()
+def sign(store: Store, message: str) -> str:
+    """The first 22 base64url characters of HMAC-SHA256 of ``message`` under the store's
+    ``signing_secret`` (consent, unsubscribe and tracking tokens)."""
+    digest = hmac.digest(store.signing_secret.encode(), message.encode(), "sha256")
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()[:SIG_CHARS]
+
+
+_sign = sign
 
 
 def normalize(channel: Channel, address: str) -> str:
@@ -150,6 +157,63 @@ class ConsentService:
         return channel is not Channel.email or repo.is_confirmed(
             session, customer.id, channel, digest
         )
+
+    def may_contact_many(
+        self, session: Session, store: Store, customer_ids: Sequence[int], channel: Channel
+    ) -> set[int]:
+        """The ids among ``customer_ids`` that :meth:`may_contact` allows on ``channel``
+        (the same verdicts), decided in a few queries per chunk of customers rather than
+        four per customer. Ids of other stores' or unknown customers are left out."""
+        customers = rows_by_id(session, Customer, store.id, customer_ids)
+        return self.contactable(session, store, list(customers.values()), channel)
+
+    def contactable(
+        self, session: Session, store: Store, customers: Sequence[Customer], channel: Channel
+    ) -> set[int]:
+        """:meth:`may_contact_many` for customers already loaded (of ``store``): consent
+        granted, an address, not suppressed, and for email the current address confirmed
+        (double opt-in), one query of each per chunk."""
+        addresses = {c.id: address_of(c, channel) for c in customers}
+        ids = [i for i, a in addresses.items() if a is not None]
+        granted = {
+            int(cid)
+            for (cid,) in select_by_keys(
+                session,
+                (Consent.customer_id,),
+                Consent.customer_id,
+                ids,
+                Consent.channel == channel,
+                Consent.granted.is_(True),
+            )
+        }
+        hashes = {i: address_hash(channel, addresses[i] or "") for i in granted}
+        suppressed = {
+            str(digest)
+            for (digest,) in select_by_keys(
+                session,
+                (Suppression.address_hash,),
+                Suppression.address_hash,
+                sorted(set(hashes.values())),
+                Suppression.store_id == store.id,
+                Suppression.channel == channel,
+            )
+        }
+        ok = {i for i in granted if hashes[i] not in suppressed}
+        if channel is not Channel.email:
+            return ok
+        confirmed = {
+            (int(cid), str(digest))
+            for cid, digest in select_by_keys(
+                session,
+                (ConsentRequest.customer_id, ConsentRequest.address_hash),
+                ConsentRequest.customer_id,
+                sorted(ok),
+                ConsentRequest.channel == channel,
+                ConsentRequest.confirmed_at.is_not(None),
+                one_per_key=False,
+            )
+        }
+        return {i for i in ok if (i, hashes[i]) in confirmed}
 
     # -- changing -------------------------------------------------------------------------
 
@@ -406,9 +470,12 @@ class ConsentService:
         channel: Channel,
         base_url: str,
         mailto: str | None = None,
+        *,
+        url: str | None = None,
     ) -> dict[str, str]:
-        """The headers of a marketing message (RFC 2369 and RFC 8058 one-click)."""
-        url = self.unsubscribe_url(store, customer.id, channel, base_url)
+        """The headers of a marketing message (RFC 2369 and RFC 8058 one-click); ``url``:
+        the customer's :meth:`unsubscribe_url`, when already made."""
+        url = url or self.unsubscribe_url(store, customer.id, channel, base_url)
         targets = [f"<{url}>"]
         if mailto:
             targets.append(f"<mailto:{mailto}?subject=unsubscribe>")

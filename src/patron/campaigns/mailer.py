@@ -342,6 +342,27 @@ def _bounce(engine: Engine | None, c: Claimed, error: str, now: datetime) -> boo
         return True
 
 
+def claim_batch(
+    engine: Engine | None,
+    store_slug: str | None,
+    now: datetime,
+    limit: int,
+    settings: Settings,
+    *,
+    webhook: bool = False,
+) -> list[Claimed]:
+    """:func:`claim` in a unit of work of its own (committed before anything is sent),
+    for every store or the one of ``store_slug`` (unknown: 404)."""
+    with unit_of_work(engine) as session:
+        store_id: int | None = None
+        if store_slug is not None:
+            store_id = session.scalar(select(Store.id).where(Store.slug == store_slug))
+            if store_id is None:
+                raise NotFound(f"No store {store_slug!r}.")
+        lease = timedelta(seconds=settings.mail_lease_seconds)
+        return claim(session, now, limit, lease, store_id, webhook=webhook)
+
+
 def deliver(
     engine: Engine | None = None,
     store_slug: str | None = None,
@@ -354,13 +375,7 @@ def deliver(
     """Claim and send up to ``limit`` due messages (every store, or one by slug)."""
     now = as_utc_or_now(now)
     settings = settings or get_settings()
-    with unit_of_work(engine) as session:
-        store_id: int | None = None
-        if store_slug is not None:
-            store_id = session.scalar(select(Store.id).where(Store.slug == store_slug))
-            if store_id is None:
-                raise NotFound(f"No store {store_slug!r}.")
-        batch = claim(session, now, limit, timedelta(seconds=settings.mail_lease_seconds), store_id)
+    batch = claim_batch(engine, store_slug, now, limit, settings)
     if not batch:
         return DeliveryRun()
     return run_coroutine(_deliver_batch(engine, batch, now, settings, on_sent))

@@ -7,6 +7,12 @@ NOTHING``, so a repeated or concurrent call queues nothing twice. Survey invitat
 queued and marked sent (``invitations.mark_sent``) in the same transaction: an
 invitation (or a reminder of it) is queued exactly once, or not at all.
 
+**Many at once.** ``enqueue_many`` queues a batch (a campaign's 1,000 recipients) with
+one multi-row insert per ``CHUNK`` and says which messages are new. A tracked link's
+token signs the message id, so the ids are taken from the table's sequence before the
+insert on PostgreSQL (the HTML is inserted tracked); on SQLite the new rows' HTML is
+rewritten in one executemany once their ids are known.
+
 **Consent.** Survey mail is queued only when ``consents.may_contact`` allows email, and
 the mailer asks again just before sending (an unsubscribe in between is honoured). It
 carries ``List-Unsubscribe`` and ``List-Unsubscribe-Post`` (RFC 2369, RFC 8058). An
@@ -18,12 +24,13 @@ Nothing here commits: the caller's unit of work does.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import jinja2
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from patron.campaigns import tracking
@@ -33,12 +40,13 @@ from patron.campaigns.schemas import DeliverySettingsOut
 from patron.customers.models import Channel, Customer
 from patron.feedback.service import invitations, lang_of, public_base
 from patron.kit.clock import as_utc, as_utc_or_now, local_date, utcnow
-from patron.kit.repository import insert_ignoring_conflicts, table_of
+from patron.kit.repository import chunks, insert_rows, table_of, update_by_id
 from patron.stores.models import Store
 
 KIND_SURVEY = "survey_invitation"
 KIND_OPT_IN = "opt_in_confirmation"
 BATCH = 200
+CHUNK = 1000  # messages per statement in enqueue_many
 
 _ENV = jinja2.Environment(
     loader=jinja2.PackageLoader("patron.campaigns", "templates_mail"),
@@ -88,6 +96,24 @@ class EnqueueRun:
     no_consent: int = 0  # left due: no email consent (another channel may deliver it)
 
 
+@dataclass(frozen=True)
+class Item:
+    """One message for :meth:`Outbox.enqueue_many`."""
+
+    recipient: str
+    key: str
+    mail: Rendered
+    kind: str
+    customer_id: int | None = None
+    headers: dict[str, str] | None = None
+
+
+@dataclass(frozen=True)
+class Queued:
+    id: int
+    new: bool  # False: a message with its key was queued before (nothing changed)
+
+
 class Outbox:
     def enqueue(
         self,
@@ -114,62 +140,113 @@ class Outbox:
         webhook (``mail.text`` is the message). ``not_before``: not sent earlier (quiet
         hours). An email's HTML gets tracked links and an open pixel (``track``; links
         point at ``base_url``, default ``PATRON_SURVEY_BASE_URL`` or the API's URL)."""
-        now = as_utc_or_now(now)
-        email = channel is Channel.email
-        table = table_of(OutboxMessage)
-        stmt = insert_ignoring_conflicts(session, table, "store_id", "key").values(
-            store_id=store.id,
-            customer_id=customer.id if customer else None,
-            channel=channel.value,
-            kind=kind,
-            key=key[:128],
+        item = Item(recipient, key, mail, kind, customer.id if customer else None, headers)
+        (one,) = self.enqueue_many(
+            session,
+            store,
+            [item],
             needs_consent=needs_consent,
-            recipient=normalize(channel, recipient),
-            subject=mail.subject[:255],
-            body_text=mail.text,
-            body_html=(mail.html or None) if email else None,
-            headers=dict(headers or {}) if email else {},
-            message_id=f"<{uuid.uuid4().hex}@patron>",
-            status=MessageStatus.queued.value,
-            attempts=0,
-            next_attempt_at=max(now, as_utc(not_before)) if not_before else now,
-            created_at=now,
+            channel=channel,
+            now=now,
+            not_before=not_before,
+            base_url=base_url,
+            track=track,
         )
-        new_id = session.execute(stmt.returning(table.c.id)).scalar()
-        if new_id is not None:
-            if email and track and mail.html:
-                self._track(session, store, int(new_id), mail.html, headers, base_url)
-            return int(new_id), True
-        found = session.scalar(
-            select(OutboxMessage.id).where(
-                OutboxMessage.store_id == store.id, OutboxMessage.key == key[:128]
-            )
-        )
-        assert found is not None
-        return int(found), False
+        return one.id, one.new
 
-    def _track(
+    def enqueue_many(
         self,
         session: Session,
         store: Store,
-        message_id: int,
-        body_html: str,
-        headers: dict[str, str] | None,
-        base_url: str | None,
-    ) -> None:
-        """Rewrite a new message's links to tracked ones and add its open pixel."""
-        base = public_base(base_url)
-        skip = [f"{base}/u/"]  # the unsubscribe link is never tracked
-        for target in (headers or {}).get("List-Unsubscribe", "").split(","):
-            if target.strip().startswith("<http"):
-                skip.append(target.strip(" <>"))
-        body, links = tracking.instrument(body_html, store, message_id, base, skip=tuple(skip))
-        session.execute(
-            update(OutboxMessage)
-            .where(OutboxMessage.id == message_id)
-            .values(body_html=body, links=links)
-            .execution_options(synchronize_session=False)
-        )
+        items: Sequence[Item],
+        *,
+        needs_consent: bool = True,
+        channel: Channel = Channel.email,
+        now: datetime | None = None,
+        not_before: datetime | None = None,
+        base_url: str | None = None,
+        track: bool = True,
+    ) -> list[Queued]:
+        """:meth:`enqueue` for many messages on one channel: each queued unless one with
+        its key exists in the store (an item repeating an earlier item's key is not new
+        either); returns each item's message, in order.
+
+        In chunks of ``CHUNK``: one multi-row ``INSERT ... ON CONFLICT (store_id, key) DO
+        NOTHING RETURNING id, key`` (COPY into a staging table on PostgreSQL), plus, for
+        tracked HTML, the message ids reserved beforehand in one query on PostgreSQL (the
+        tracked body is inserted as it is) or one executemany UPDATE on SQLite; a chunk
+        that met existing keys reads their ids in one more query."""
+        now = as_utc_or_now(now)
+        email = channel is Channel.email
+        at = max(now, as_utc(not_before)) if not_before else now
+        base = public_base(base_url) if email and track else ""
+        first: dict[str, Item] = {}
+        for item in items:
+            first.setdefault(item.key[:128], item)
+        out: dict[str, Queued] = {}
+        for chunk in chunks(list(first.values()), CHUNK):
+            keys = [item.key[:128] for item in chunk]
+            tracked = [email and track and bool(item.mail.html) for item in chunk]
+            ids = _reserve_ids(session, len(chunk)) if any(tracked) else None
+            rows: list[dict[str, Any]] = []
+            for n, item in enumerate(chunk):
+                row: dict[str, Any] = {
+                    "store_id": store.id,
+                    "customer_id": item.customer_id,
+                    "channel": channel.value,
+                    "kind": item.kind,
+                    "key": keys[n],
+                    "needs_consent": needs_consent,
+                    "recipient": normalize(channel, item.recipient),
+                    "subject": item.mail.subject[:255],
+                    "body_text": item.mail.text,
+                    "body_html": (item.mail.html or None) if email else None,
+                    "headers": dict(item.headers or {}) if email else {},
+                    "links": None,
+                    "message_id": f"<{uuid.uuid4().hex}@patron>",
+                    "status": MessageStatus.queued.value,
+                    "attempts": 0,
+                    "next_attempt_at": at,
+                    "created_at": now,
+                }
+                if ids is not None:
+                    row["id"] = ids[n]
+                    if tracked[n]:
+                        row["body_html"], row["links"] = _tracked(store, ids[n], item, base)
+                rows.append(row)
+            new = {
+                str(k): int(i)
+                for i, k in insert_rows(
+                    session, MESSAGES, rows, conflict=("store_id", "key"), returning=("id", "key")
+                )
+            }
+            if ids is None and any(tracked):
+                # SQLite: the new messages' ids are known now; rewrite their tracked HTML.
+                retrack: list[dict[str, Any]] = []
+                for n, item in enumerate(chunk):
+                    if tracked[n] and keys[n] in new:
+                        body, links = _tracked(store, new[keys[n]], item, base)
+                        retrack.append({"id": new[keys[n]], "body_html": body, "links": links})
+                update_by_id(session, MESSAGES, retrack)
+            old = [key for key in keys if key not in new]
+            found: dict[str, int] = {}
+            if old:
+                found = {
+                    str(k): int(i)
+                    for k, i in session.execute(
+                        select(OutboxMessage.key, OutboxMessage.id).where(
+                            OutboxMessage.store_id == store.id, OutboxMessage.key.in_(old)
+                        )
+                    )
+                }
+            for key in keys:
+                out[key] = Queued(new[key], True) if key in new else Queued(found[key], False)
+        result: list[Queued] = []
+        for item in items:
+            queued = out[item.key[:128]]
+            result.append(queued)
+            out[item.key[:128]] = Queued(queued.id, False)  # a repeated key is not new
+        return result
 
     def enqueue_survey_invitations(
         self,
@@ -306,6 +383,35 @@ class Outbox:
             query = query.where(OutboxMessage.store_id == store.id)
         found = {MessageStatus(s): int(n) for s, n in session.execute(query)}
         return {s: found.get(s, 0) for s in MessageStatus}
+
+
+MESSAGES = table_of(OutboxMessage)
+
+
+def _reserve_ids(session: Session, n: int) -> list[int] | None:
+    """``n`` new message ids from the table's sequence (PostgreSQL; None on SQLite, where
+    ids are known only once inserted)."""
+    if session.get_bind().dialect.name != "postgresql":
+        return None
+    return [
+        int(i)
+        for i in session.scalars(
+            text(
+                "SELECT nextval(pg_get_serial_sequence(:table, 'id')) FROM generate_series(1, :n)"
+            ),
+            {"table": MESSAGES.name, "n": n},
+        )
+    ]
+
+
+def _tracked(store: Store, message_id: int, item: Item, base: str) -> tuple[str, list[str]]:
+    """A message's HTML with tracked links and an open pixel, and the original URLs (the
+    unsubscribe links are never tracked)."""
+    skip = [f"{base}/u/"]
+    for target in (item.headers or {}).get("List-Unsubscribe", "").split(","):
+        if target.strip().startswith("<http"):
+            skip.append(target.strip(" <>"))
+    return tracking.instrument(item.mail.html, store, message_id, base, skip=tuple(skip))
 
 
 outbox = Outbox()

@@ -40,6 +40,7 @@ from sqlalchemy import distinct, func, select
 from sqlalchemy.orm import Session
 
 from patron.auth import SessionDep
+from patron.campaigns.consent import sign as _sign
 from patron.campaigns.models import CampaignEvent, EventKind, MessageStatus, OutboxMessage
 from patron.errors import NotFound
 from patron.kit.clock import as_utc_or_now
@@ -60,11 +61,6 @@ _OPEN = re.compile(r"^([1-9][0-9]{0,17})\.([A-Za-z0-9_-]{22})$")
 # The smallest transparent GIF (1×1).
 PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
 NO_STORE = {"Cache-Control": "no-store, private", "Referrer-Policy": "no-referrer"}
-
-
-def _sign(store: Store, message: str) -> str:
-    digest = hmac.new(store.signing_secret.encode(), message.encode(), hashlib.sha256).digest()
-    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()[:SIG_CHARS]
 
 
 def click_token(store: Store, message_id: int, index: int) -> str:

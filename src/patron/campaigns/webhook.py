@@ -31,7 +31,7 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import httpx
 from sqlalchemy import Engine, select
@@ -41,7 +41,7 @@ from patron.campaigns.mailer import (
     Claimed,
     DeliveryRun,
     _finish,
-    claim,
+    claim_batch,
     mark_sent,
     recheck,
     retry_later,
@@ -236,20 +236,7 @@ def deliver(
     one by slug) to their stores' enabled endpoints."""
     now = as_utc_or_now(now)
     settings = settings or get_settings()
-    with unit_of_work(engine) as session:
-        store_id: int | None = None
-        if store_slug is not None:
-            store_id = session.scalar(select(Store.id).where(Store.slug == store_slug))
-            if store_id is None:
-                raise NotFound(f"No store {store_slug!r}.")
-        batch = claim(
-            session,
-            now,
-            limit,
-            timedelta(seconds=settings.mail_lease_seconds),
-            store_id,
-            webhook=True,
-        )
+    batch = claim_batch(engine, store_slug, now, limit, settings, webhook=True)
     if not batch:
         return DeliveryRun()
     sent = retried = failed = suppressed = 0
