@@ -126,8 +126,9 @@ def recommend_command(
         ),
     ] = False,
 ) -> None:
-    """Products to suggest to a customer, from what similar buyers bought; --rebuild
-    recomputes the store's product neighbours first."""
+    """Products to suggest to a customer, from what similar buyers bought.
+
+    --rebuild recomputes the store's product neighbours first."""
     if customer is None and not rebuild:
         err.print("[red]error:[/red] give a CUSTOMER, --rebuild, or both")
         raise typer.Exit(2)

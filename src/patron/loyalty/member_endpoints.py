@@ -11,6 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from patron.auth import Principal, Scope, SessionDep, require
+from patron.errors import SafeJSONResponse
 from patron.kit.money import from_minor
 from patron.kit.text import CleanText
 from patron.loyalty import actions, membership
@@ -136,6 +137,18 @@ def _action(
     )
 
 
+def _rendered(out: ActionOut, replayed: bool) -> Response:
+    """An action's answer rendered here, byte for byte what the route's response model
+    gives: FastAPI would validate the model again and serialise it in another worker
+    thread hop (the response model still documents it). 200 for a replay, else 201."""
+    status = 200 if replayed else 201
+    try:
+        body = out.model_dump_json(by_alias=True)
+    except ValueError:  # text that cannot be UTF-8 (a lone surrogate): FastAPI's renderer
+        return SafeJSONResponse(out.model_dump(mode="json"), status)
+    return Response(body, status, media_type="application/json")
+
+
 @router.post(
     "/v1/me/check-in",
     response_model=ActionOut,
@@ -159,16 +172,13 @@ def my_check_in(session: SessionDep, who: Member, response: Response) -> ActionO
     status_code=201,
     responses={200: {"model": ActionOut, "description": "A replay: credited before"}},
 )
-def report_action(
-    external_id: ExtId, body: ActionIn, session: SessionDep, who: Ingest, response: Response
-) -> ActionOut:
+def report_action(external_id: ExtId, body: ActionIn, session: SessionDep, who: Ingest) -> Response:
     """The store reports what a member did; the programme's rules for that action decide
     the points (caps and budgets apply). Sign-up and profile completion count once."""
-    customer_id = ledger.customer_id(session, who.store, external_id)
-    done = actions.report(session, who.store, customer_id, EventKind(body.kind), body.key, body.ref)
-    if done.replayed:
-        response.status_code = 200
-    return _action(session, who.store, customer_id, done)
+    customer_id, done = actions.report_for(
+        session, who.store, external_id, EventKind(body.kind), body.key, body.ref
+    )
+    return _rendered(_action(session, who.store, customer_id, done), done.replayed)
 
 
 @router.get("/v1/loyalty/notices", response_model=NoticePage, tags=["loyalty"])

@@ -98,6 +98,37 @@ def load(row: ProgramVersion) -> ProgramConfig:
     return parse({**row.config, "version": row.version})
 
 
+# Parsed configurations by (fingerprint, version): a version's configuration never
+# changes once applied, so a hit needs only the active version's number and fingerprint
+# (read with the request's other data); an apply in any process is seen at once.
+_CONFIGS: dict[tuple[str, int], ProgramConfig] = {}
+_CONFIGS_SIZE = 64
+
+
+def _version_row(session: Session, store_id: int, version: int) -> ProgramVersion | None:
+    return session.scalars(
+        select(ProgramVersion).where(
+            ProgramVersion.store_id == store_id, ProgramVersion.version == version
+        )
+    ).first()
+
+
+def config_of(session: Session, store_id: int, version: int, fingerprint: str) -> ProgramConfig:
+    """The parsed configuration of a store's programme version, read and parsed once per
+    process (a miss reads the version's row)."""
+    found = _CONFIGS.get((fingerprint, version))
+    if found is not None:
+        return found
+    row = _version_row(session, store_id, version)
+    if row is None:
+        raise NotFound(f"This store has no loyalty programme version {version}.")
+    program = load(row)
+    if len(_CONFIGS) >= _CONFIGS_SIZE:
+        _CONFIGS.clear()  # a handful of programmes are live at a time
+    _CONFIGS[(row.fingerprint, row.version)] = program
+    return program
+
+
 class ProgramService:
     def validate(self, data: Any) -> ProgramConfig:
         """Parse a programme document (parsed JSON or YAML); raises Invalid."""
