@@ -186,14 +186,16 @@ def test_a_keys_first_use_is_stamped_at_commit_not_during_the_request(
 def test_requests_in_progress_stay_fewer_than_worker_threads() -> None:
     """A burst waits on the event loop: requests holding row locks always find a worker
     thread for their next hop (no pile-up until the pool times out)."""
+    slots = 10 - AdmissionLimit.MARGIN
     running = 0
     most = 0
+    release = anyio.Event()
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
         nonlocal running, most
         running += 1
         most = max(most, running)
-        await anyio.sleep(0.01)
+        await release.wait()  # held until the test has seen who got in
         running -= 1
 
     async def burst() -> None:
@@ -202,6 +204,11 @@ def test_requests_in_progress_stay_fewer_than_worker_threads() -> None:
         async with anyio.create_task_group() as tg:
             for _ in range(12):
                 tg.start_soon(limited, {"type": "http"}, None, None)
+            with anyio.fail_after(10):
+                while running < slots:
+                    await anyio.sleep(0.01)
+            await anyio.sleep(0.1)  # room for any request the limit failed to hold back
+            release.set()
 
     anyio.run(burst)
-    assert most == 10 - AdmissionLimit.MARGIN
+    assert most == slots
