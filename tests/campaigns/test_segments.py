@@ -446,6 +446,10 @@ CASES: list[tuple[dict[str, Any], set[str]]] = [
     ({"field": "clv", "op": "lte", "value": 80}, {"bob"}),
     ({"field": "p_alive", "op": "gt", "value": 0.5}, {"ann"}),
     ({"field": "expected_purchases", "op": "between", "value": [0, 1]}, {"bob"}),
+    # An int first in an IN list must not truncate the fractions after it (PostgreSQL).
+    ({"field": "expected_purchases", "op": "in", "value": [0, 3.5]}, {"ann"}),
+    ({"field": "expected_purchases", "op": "not_in", "value": [1, 3.5]}, {"bob"}),
+    ({"field": "clv", "op": "in", "value": [0, "1200.50"]}, {"ann"}),
     ({"field": "loyalty_type", "op": "eq", "value": "true"}, {"ann"}),
     ({"field": "behaviour_type", "op": "ne", "value": "regular"}, {"bob"}),
     ({"field": "price_sensitivity", "op": "gte", "value": 0.5}, {"bob"}),

@@ -45,6 +45,7 @@ from sqlalchemy import (
     ColumnElement,
     Float,
     FromClause,
+    Numeric,
     Select,
     String,
     and_,
@@ -960,8 +961,24 @@ def holds(op: str, value: Any, x: Any) -> bool:
     raise AssertionError(op)
 
 
+def _as_column_type(expr: Any, value: Any) -> Any:
+    """Values of a list in the column's own Python type: an IN list binds each element
+    with the type of its first one on PostgreSQL (psycopg), so ``x IN (0, 1.5)`` on a
+    float or numeric column would compare against 0 and 1 (found by the Hypothesis test).
+    """
+    kind = getattr(expr, "type", None)
+    if not isinstance(value, list) or not isinstance(kind, Numeric | Float):
+        return value
+    to: Any = float if isinstance(kind, Float) else (lambda v: Decimal(str(v)))
+    return [
+        to(v) if isinstance(v, int | float | Decimal) and not isinstance(v, bool) else v
+        for v in value
+    ]
+
+
 def compare(expr: Any, op: str, value: Any) -> ColumnElement[bool]:
     present = expr.is_not(None)
+    value = _as_column_type(expr, value)
     if op == "eq":
         cond = expr == value
     elif op == "ne":
