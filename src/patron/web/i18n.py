@@ -11,6 +11,7 @@ key in both languages), so a typo cannot render as an empty label.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from datetime import date, datetime
 from decimal import Decimal
@@ -53,18 +54,40 @@ def translator(lang: str) -> Translate:
     return t
 
 
-def choose_lang(query: str | None, cookie: str | None, accept_language: str | None) -> str:
-    """``?lang=`` first, then the remembered cookie, then the browser (zh* → zh), else en."""
+def language_of_locale(locale: str | None) -> str | None:
+    """Our language of a locale or language tag (``zh-CN`` → ``zh``), None if not ours."""
+    if not locale:
+        return None
+    head = locale.strip().lower()[:2]
+    return head if head in LANGS else None
+
+
+def accept_language(header: str | None) -> str | None:
+    """The first of our languages in an Accept-Language header, by its q-value."""
+    best: tuple[float, int, str] | None = None
+    for i, part in enumerate((header or "").split(",")[:20]):
+        tag, _, params = part.strip().partition(";")
+        lang = language_of_locale(tag)
+        if lang is None:
+            continue
+        q = 1.0
+        match = re.search(r"q=([0-9.]+)", params)
+        if match:
+            try:
+                q = float(match.group(1))
+            except ValueError:
+                q = 0.0
+        if q > 0 and (best is None or (-q, i) < (-best[0], best[1])):
+            best = (q, i, lang)
+    return best[2] if best else None
+
+
+def choose_lang(query: str | None, cookie: str | None, accept_language_header: str | None) -> str:
+    """``?lang=`` first, then the remembered cookie, then the browser's preference, else en."""
     for value in (query, cookie):
         if value in LANGS:
             return str(value)
-    for part in (accept_language or "").split(","):
-        tag = part.split(";")[0].strip().lower()
-        if tag.startswith("zh"):
-            return "zh"
-        if tag.startswith("en"):
-            return "en"
-    return "en"
+    return accept_language(accept_language_header) or "en"
 
 
 SYMBOLS = {"CNY": "¥", "JPY": "¥", "USD": "$", "EUR": "€", "GBP": "£", "HKD": "HK$"}

@@ -77,6 +77,7 @@ from patron.rewards.domain import Refusal, Why
 from patron.rewards.models import CouponStatus, RedemptionStatus
 from patron.rewards.service import CatalogueItem, Redeemed, rewards
 from patron.stores.models import Store
+from patron.web.i18n import accept_language, language_of_locale
 from patron.web.pages import LangQuery, environment
 
 router = APIRouter(include_in_schema=False)
@@ -334,40 +335,13 @@ def reason_text(reason: str, lang: str) -> str:
 # -- language -----------------------------------------------------------------------------
 
 
-def _from_locale(locale: str | None) -> str | None:
-    if not locale:
-        return None
-    head = locale.strip().lower()[:2]
-    return head if head in LANGUAGES else None
-
-
-def accept_language(header: str | None) -> str | None:
-    """The first of our languages in an Accept-Language header, by its q-value."""
-    best: tuple[float, int, str] | None = None
-    for i, part in enumerate((header or "").split(",")[:20]):
-        tag, _, params = part.strip().partition(";")
-        lang = _from_locale(tag)
-        if lang is None:
-            continue
-        q = 1.0
-        match = re.search(r"q=([0-9.]+)", params)
-        if match:
-            try:
-                q = float(match.group(1))
-            except ValueError:
-                q = 0.0
-        if q > 0 and (best is None or (-q, i) < (-best[0], best[1])):
-            best = (q, i, lang)
-    return best[2] if best else None
-
-
 def choose_language(request: Request, asked: str | None, customer_locale: str | None = None) -> str:
     """``?lang``, then the language cookie, then the customer's locale, then the
     browser's Accept-Language; English otherwise."""
     for candidate in (
         asked,
         request.cookies.get(LANG_COOKIE),
-        _from_locale(customer_locale),
+        language_of_locale(customer_locale),
         accept_language(request.headers.get("accept-language")),
     ):
         if candidate in LANGUAGES:
